@@ -1,0 +1,82 @@
+"""The Executable contract shared by every backend.
+
+`exe(*arrays)` checks the user inputs (count, shape, dtype; non-contiguous arrays are fine),
+binds parameters and state kept inside the Executable, runs, writes aliased outputs (updated
+params/state of a training step) back into the Executable, and returns the other outputs:
+one array, or a tuple.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from dlc.errors import ArgumentError
+from dlc.ir.graph import Graph
+
+
+class Executable:
+    backend = "abstract"
+
+    def __init__(self, graph: Graph, params: dict[str, np.ndarray] | None = None):
+        self.graph = graph
+        self.user_inputs = graph.user_inputs
+        self.state: dict[str, np.ndarray] = {}
+        given = dict(params or {})
+        for v in graph.inputs:
+            if v.role == "input":
+                continue
+            data = given.pop(v.name, v.data)
+            if data is None:
+                raise ArgumentError(f"no value for {v.role} {v.name!r} ({v.type}): pass it "
+                                    f"in params=")
+            self.state[v.name] = self._check(v, data, f"{v.role} {v.name!r}").copy()
+        if given:
+            raise ArgumentError(f"params for unknown inputs: {', '.join(sorted(given))}")
+        self.returned = [i for i in range(len(graph.outputs)) if i not in graph.aliases]
+
+    @staticmethod
+    def _check(v, array, what: str) -> np.ndarray:
+        if np.isscalar(array) or isinstance(array, (bool, int, float)):
+            array = np.asarray(array, dtype=v.type.dtype)
+        if not isinstance(array, np.ndarray):
+            if hasattr(array, "__array__"):
+                array = np.asarray(array)
+            else:
+                raise ArgumentError(f"{what}: expected a numpy array {v.type}, got "
+                                    f"{type(array).__name__}")
+        if array.shape != v.type.shape or array.dtype.name != v.type.dtype:
+            raise ArgumentError(f"{what}: expected {v.type} ({v.type.dtype}, shape "
+                                f"{v.type.shape}), got {array.dtype.name}, shape "
+                                f"{array.shape}")
+        return array
+
+    def bind(self, args: Sequence) -> list[np.ndarray]:
+        """All graph inputs in order: user arrays checked, params/state from the store."""
+        if len(args) != len(self.user_inputs):
+            names = ", ".join(f"{v.name}: {v.type}" for v in self.user_inputs)
+            raise ArgumentError(f"expected {len(self.user_inputs)} input array(s) ({names}), "
+                                f"got {len(args)}")
+        user = iter(args)
+        out = []
+        for pos, v in enumerate(self.graph.inputs):
+            if v.role == "input":
+                out.append(self._check(v, next(user), f"argument {pos} ({v.name!r})"))
+            else:
+                out.append(self.state[v.name])
+        return out
+
+    def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def __call__(self, *args):
+        results = self.run(self.bind(args))
+        for i, name in self.graph.aliases.items():
+            self.state[name] = results[i]
+        ret = [results[i] for i in self.returned]
+        return ret[0] if len(ret) == 1 else tuple(ret)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Parameters and state, by name (PyTorch names for traced modules)."""
+        return {k: v.copy() for k, v in self.state.items()
+                if self.graph.input(k).role in ("param", "state")}

@@ -1,0 +1,18 @@
+"""dlc: a graph-compiling deep learning compiler.
+
+    import dlc
+    graph = dlc.trace(model, dlc.TensorSpec((8, 784)))
+    print(graph)                          # the IR text
+    exe = dlc.compile(model, dlc.TensorSpec((8, 784)), backend="eager")
+    y = exe(x)
+"""
+from dlc.errors import (ArgumentError, DlcError, ParseError, ShapeError,  # noqa: F401
+                        TraceError, VerifyError)
+from dlc.ir import Graph, TensorType, parse, verify  # noqa: F401
+from dlc import ops  # noqa: F401  (registers the op table)
+from dlc.tensor import Tensor, matmul, where  # noqa: F401
+from frontend.tracer import TensorSpec, trace  # noqa: F401
+from dlc.compiler import compile  # noqa: F401
+from dlc import nn  # noqa: F401,E402
+
+__version__ = "0.1.0"

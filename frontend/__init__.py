@@ -1,0 +1,1 @@
+"""The layer DSL (`dlc.nn`) and the tracer."""

@@ -1,0 +1,2 @@
+"""Parameter initializers."""
+__all__: list[str] = []
