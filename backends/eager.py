@@ -34,5 +34,5 @@ class EagerExecutable(Executable):
         return run_graph(self.graph, inputs)
 
 
-def compile(graph: Graph, params=None, **options) -> EagerExecutable:
-    return EagerExecutable(graph, params)
+def compile(graph: Graph, params=None, on_nonfinite: str = "raise") -> EagerExecutable:
+    return EagerExecutable(graph, params, on_nonfinite)

@@ -11,14 +11,19 @@ from typing import Sequence
 
 import numpy as np
 
-from dlc.errors import ArgumentError
+from dlc.errors import ArgumentError, DlcError
 from dlc.ir.graph import Graph
 
 
 class Executable:
     backend = "abstract"
 
-    def __init__(self, graph: Graph, params: dict[str, np.ndarray] | None = None):
+    def __init__(self, graph: Graph, params: dict[str, np.ndarray] | None = None,
+                 on_nonfinite: str = "raise"):
+        if on_nonfinite not in ("raise", "skip"):
+            raise ArgumentError(f"on_nonfinite must be 'raise' or 'skip', got {on_nonfinite!r}")
+        self.on_nonfinite = on_nonfinite
+        self.skipped_steps: list[int] = []
         self.graph = graph
         self.user_inputs = graph.user_inputs
         self.state: dict[str, np.ndarray] = {}
@@ -71,12 +76,24 @@ class Executable:
 
     def __call__(self, *args):
         results = self.run(self.bind(args))
+        if self.graph.meta.get("train_step") and not np.all(np.isfinite(results[0])):
+            step = int(self.state.get("optim.step", -1)) + 1
+            if self.on_nonfinite == "raise":
+                raise DlcError(f"training step {step}: the loss is {results[0]}; parameters "
+                               f"were not updated (compile with on_nonfinite='skip' to skip "
+                               f"such steps)")
+            self.skipped_steps.append(step)
+            return results[0]
         for i, name in self.graph.aliases.items():
             self.state[name] = results[i]
         ret = [results[i] for i in self.returned]
         return ret[0] if len(ret) == 1 else tuple(ret)
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Parameters and state, by name (PyTorch names for traced modules)."""
+        """Parameters and buffers by name (PyTorch names for traced modules); for a training
+        step, the model's own entries (not the optimizer's moments)."""
+        keys = self.graph.meta.get("model_keys")
+        if keys is not None:
+            return {k: self.state[k].copy() for k in keys if k in self.state}
         return {k: v.copy() for k, v in self.state.items()
                 if self.graph.input(k).role in ("param", "state")}

@@ -117,8 +117,11 @@ def _input_names(fn: Callable, n: int) -> list[str]:
     return names + [f"x{i}" for i in range(len(names), n)]
 
 
-def trace(fn_or_module, *specs, name: str | None = None) -> Graph:
-    """Trace a Module or a function on inputs described by `specs` into a Graph."""
+def trace(fn_or_module, *specs, name: str | None = None, module=None) -> Graph:
+    """Trace a Module or a function on inputs described by `specs` into a Graph.
+
+    `module`: when tracing a plain function that calls a Module (a loss around a model),
+    the Module whose parameters and buffers become graph inputs."""
     from frontend.nn.module import Module
     is_module = isinstance(fn_or_module, Module)
     fn = fn_or_module.forward if is_module else fn_or_module
@@ -131,8 +134,8 @@ def trace(fn_or_module, *specs, name: str | None = None) -> Graph:
     names = _input_names(fn, len(specs))
     args = [Tensor(builder.add_input(s.name or n, s.type, "input"))
             for s, n in zip(specs, names)]
-    if is_module:
-        _bind_module(tr, fn_or_module)
+    if is_module or module is not None:
+        _bind_module(tr, fn_or_module if is_module else module)
     _ACTIVE.append(tr)
     try:
         with builder:

@@ -79,17 +79,23 @@ class Builder:
 
     # -- nodes -----------------------------------------------------------------------------
     def emit(self, op: str, inputs: tuple[Value, ...], attrs: dict[str, Any],
-             body: Graph | None = None, loc: str | None = None) -> Node:
+             body: Graph | None = None, loc: str | None = None,
+             scope: str | None = None) -> Node:
         from dlc.ops.registry import get_op
-        opdef = get_op(op)
+        opdef = get_op(op) if isinstance(op, str) else op
+        op = opdef.name
         if loc is None:
             loc = self.loc_override[-1] if self.loc_override else user_loc()
-        scope = self.scopes[-1] if self.scopes else None
+        if scope is None:
+            scope = self.scopes[-1] if self.scopes else None
         types = [v.type for v in inputs]
         try:
             opdef.check_arity(len(inputs))
             canon = opdef.canonical_attrs(types, attrs)
-            out_type = opdef.infer(types, canon)
+            if body is not None:  # a fused group takes its type from its body
+                out_type = body.outputs[0].type
+            else:
+                out_type = opdef.infer(types, canon)
         except ShapeError as e:
             where = " ".join(p for p in (f"in layer {scope}" if scope else "",
                                          f"at {loc}" if loc else "") if p)
@@ -101,7 +107,10 @@ class Builder:
         return node
 
     @contextmanager
-    def scope(self, name: str) -> Iterator[None]:
+    def scope(self, name: str | None) -> Iterator[None]:
+        if name is None:
+            yield
+            return
         self.scopes.append(name)
         try:
             yield
