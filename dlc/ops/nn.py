@@ -1,1 +1,726 @@
-"""nn ops (being written)."""
+"""Composite neural-network ops and the random ops.
+
+Composite ops (kind reduction): logsumexp, softmax, log_softmax, layer_norm, rms_norm,
+group_norm, batch_norm and the losses cross_entropy, nll_loss, mse_loss, l1_loss,
+bce_with_logits. Each has a numerically stable numpy reference (the eager semantics) and a
+`decompose` rule that rebuilds it from primitives (elementwise, reductions, movement), so the
+decompose pass can lower it and fusion turns it into one row kernel. float16 inputs are
+computed in float32 and rounded once at the end, by the reference and the decomposition alike.
+
+Random ops (kind elementwise): random_uniform is the one random primitive; dropout and
+random_normal decompose into it. Every random value is a pure function of an explicit int64
+scalar `seed` input, the op's `salt` attribute and the element's flat row-major index i, so
+every backend reproduces it bit for bit. The hash uses only 32-bit unsigned multiply, xor and
+shift, all wrapping modulo 2**32:
+
+    mix(h):  h ^= h >> 16;  h *= 0x7FEB352D;  h ^= h >> 15;  h *= 0x846CA68B;  h ^= h >> 16
+
+    s0, s1 = low and high 32-bit words of the seed (two's complement)
+    a = mix(mix(mix(s0 ^ 0x243F6A88) ^ s1) ^ salt)      # two stream keys, 64 bits in all:
+    b = mix(mix(mix(s1 ^ 0x85A308D3) ^ salt) ^ s0)      # computed once per op, not per element
+    hash(i) = mix(mix(i ^ a) ^ b)
+    u(i) = (hash(i) >> 8) * 2**-24                        # exact in float32: [0, 1 - 2**-24]
+
+The mixer is a bijection of uint32 with strong avalanche; the second key word injected after
+the first round keeps the streams of two keys from being permutations of each other. The
+counter i is a uint32, so a random op covers at most 2**32 counters, and salt is in
+[0, 2**32).
+
+- random_uniform(seed){shape, dtype, salt}: u(i) in dtype float32 or float64 (both exact).
+- dropout(x, seed){p, salt}: keep x[i] / (1 - p) where u(i) >= p, else 0. As an integer test,
+  (hash(i) >> 8) >= ceil(p * 2**24), so no float rounding of p changes the mask; p = 0 is the
+  identity, p = 1 gives zeros.
+- random_normal(seed){shape, dtype, salt}: Box-Muller on the counters 2i and 2i+1:
+  z(i) = sqrt(-2 log(1 - u(2i))) * cos(2 pi u(2i+1)); 1 - u >= 2**-24 so the log is finite
+  (|z| <= 5.77). Computed in float64 for float64, else in float32.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import numpy as np
+
+from dlc.errors import DlcError, ShapeError
+from dlc.ir.builder import emit
+from dlc.ir.types import FLOATS, INTS, TensorType
+from dlc.ops.common import normalize_axes, normalize_axis, reduced_shape, same_dtype
+from dlc.ops.registry import ELEMENTWISE, REDUCTION, Attr, OpDef, register
+from dlc.tensor import Tensor, scalar
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+# -- shared helpers ----------------------------------------------------------------------------
+def compute_dtype(dtype: str) -> str:
+    """The dtype the composite ops compute in: float16 widens to float32."""
+    return "float32" if dtype == "float16" else dtype
+
+
+def _wide(x: np.ndarray) -> np.ndarray:
+    return x.astype(compute_dtype(x.dtype.name))
+
+
+def _c(value: float, x: np.ndarray):
+    """A scalar constant in x's dtype, so arithmetic with it keeps x's precision."""
+    return x.dtype.type(value)
+
+
+def _reduce(op: str, x: Tensor, axes: Sequence[int], keepdims: bool = False) -> Tensor:
+    return emit(op, x, axes=tuple(axes), keepdims=keepdims)
+
+
+def _full(shape: Sequence[int], value: float, dtype: str) -> Tensor:
+    return emit("full", shape=tuple(shape), value=float(value), dtype=dtype)
+
+
+def _float_input(op: str, t: TensorType, what: str = "x") -> None:
+    if t.dtype not in FLOATS:
+        raise ShapeError(f"{op}: {what} must be a float tensor, got {t.dtype} {t.shape}")
+
+
+def _check_eps(op: str, eps: float) -> None:
+    if not eps >= 0:
+        raise ShapeError(f"{op}: eps must be >= 0, got {eps}")
+
+
+def _same_type_infer(op: str):
+    """infer for ops whose single float input's type is the output type."""
+    def infer(types, attrs):
+        _float_input(op, types[0])
+        return types[0]
+    return infer
+
+
+# -- logsumexp, softmax, log_softmax ---------------------------------------------------------
+def _axes_normalize(types, attrs):
+    ndim = types[0].ndim
+    return {**attrs, "axes": normalize_axes(attrs["axes"], ndim) if ndim else ()}
+
+
+def _axis_normalize(types, attrs):
+    return {**attrs, "axis": normalize_axis(attrs["axis"], types[0].ndim)}
+
+
+def _axis_tuple(x_ndim: int, axis: int) -> tuple[int, ...]:
+    """The reduced axes of softmax: none on a 0-d input."""
+    return (axis,) if x_ndim else ()
+
+
+def _finite_shift(m: np.ndarray) -> np.ndarray:
+    """The max to subtract; an infinite or NaN max shifts by 0 (x - inf would be NaN)."""
+    return np.where(np.isfinite(m), m, np.zeros((), m.dtype))
+
+
+def _logsumexp_ref(x, axes, keepdims):
+    w = _wide(x)
+    if any(x.shape[a] == 0 for a in axes):  # log of an empty sum
+        return np.full(reduced_shape(x.shape, axes, keepdims), -np.inf, x.dtype)
+    with np.errstate(all="ignore"):
+        m = _finite_shift(np.max(w, axis=axes, keepdims=True))
+        out = np.log(np.sum(np.exp(w - m), axis=axes, keepdims=True)) + m
+    return out.reshape(reduced_shape(x.shape, axes, keepdims)).astype(x.dtype)
+
+
+def _logsumexp_infer(types, attrs):
+    x = types[0]
+    _float_input("logsumexp", x)
+    return x.with_shape(reduced_shape(x.shape, attrs["axes"], attrs["keepdims"]))
+
+
+def _logsumexp_dec(inputs, attrs):
+    (x,), axes, keepdims = inputs, attrs["axes"], attrs["keepdims"]
+    out_shape = reduced_shape(x.shape, axes, keepdims)
+    if any(x.shape[a] == 0 for a in axes):
+        return _full(out_shape, -math.inf, x.dtype)
+    w = x.cast(compute_dtype(x.dtype))
+    m = _reduce("max", w, axes, keepdims=True)
+    # m - m is 0 exactly where m is finite: there shift by m, elsewhere by 0
+    m = emit("where", (m - m) == 0.0, m, scalar(0, w.dtype))
+    out = _reduce("sum", (w - m).exp(), axes, keepdims=True).log() + m
+    return out.reshape(out_shape).cast(x.dtype)
+
+
+def _softmax_ref(x, axis):
+    if x.size == 0:
+        return x.copy()
+    axes = _axis_tuple(x.ndim, axis)
+    w = _wide(x)
+    with np.errstate(all="ignore"):
+        e = np.exp(w - np.max(w, axis=axes, keepdims=True))
+        return (e / np.sum(e, axis=axes, keepdims=True)).astype(x.dtype)
+
+
+def _log_softmax_ref(x, axis):
+    if x.size == 0:
+        return x.copy()
+    axes = _axis_tuple(x.ndim, axis)
+    w = _wide(x)
+    with np.errstate(all="ignore"):
+        z = w - np.max(w, axis=axes, keepdims=True)
+        return (z - np.log(np.sum(np.exp(z), axis=axes, keepdims=True))).astype(x.dtype)
+
+
+def log_softmax_prims(w: Tensor, axes: tuple[int, ...]) -> Tensor:
+    """log_softmax over `axes` built from primitives (max-shifted)."""
+    z = w - _reduce("max", w, axes, keepdims=True)
+    return z - _reduce("sum", z.exp(), axes, keepdims=True).log()
+
+
+def _softmax_dec(inputs, attrs):
+    (x,) = inputs
+    if x.numel == 0:  # nothing to compute, and max refuses an empty axis
+        return _full(x.shape, 0.0, x.dtype)
+    axes = _axis_tuple(x.ndim, attrs["axis"])
+    w = x.cast(compute_dtype(x.dtype))
+    e = (w - _reduce("max", w, axes, keepdims=True)).exp()
+    return (e / _reduce("sum", e, axes, keepdims=True)).cast(x.dtype)
+
+
+def _log_softmax_dec(inputs, attrs):
+    (x,) = inputs
+    if x.numel == 0:
+        return _full(x.shape, 0.0, x.dtype)
+    axes = _axis_tuple(x.ndim, attrs["axis"])
+    return log_softmax_prims(x.cast(compute_dtype(x.dtype)), axes).cast(x.dtype)
+
+
+register(OpDef(
+    "logsumexp", REDUCTION, _logsumexp_infer, _logsumexp_ref,
+    attrs=(Attr("axes", "ints"), Attr("keepdims", "bool", False)), normalize=_axes_normalize,
+    decompose=_logsumexp_dec,
+    doc="log(sum(exp(x))) over `axes`, shifted by the max; -inf over an empty axis."))
+register(OpDef(
+    "softmax", REDUCTION, _same_type_infer("softmax"), _softmax_ref,
+    attrs=(Attr("axis", "int"),), normalize=_axis_normalize, decompose=_softmax_dec,
+    doc="exp(x - max) / sum(exp(x - max)) along `axis`."))
+register(OpDef(
+    "log_softmax", REDUCTION, _same_type_infer("log_softmax"), _log_softmax_ref,
+    attrs=(Attr("axis", "int"),), normalize=_axis_normalize, decompose=_log_softmax_dec,
+    doc="(x - max) - log(sum(exp(x - max))) along `axis`."))
+
+
+# -- layer_norm, rms_norm, group_norm, batch_norm --------------------------------------------
+def _trailing_normalize(op: str):
+    """axes canonical, non-empty and trailing (the normalized_shape of torch)."""
+    def normalize(types, attrs):
+        x = types[0]
+        if x.ndim == 0:
+            raise ShapeError(f"{op}: x must have rank >= 1, got a 0-d tensor")
+        axes = normalize_axes(attrs["axes"], x.ndim)
+        if not axes or axes != tuple(range(x.ndim - len(axes), x.ndim)):
+            raise ShapeError(f"{op}: axes {list(attrs['axes'])} must be the trailing axes of "
+                             f"x {x.shape} (at least one)")
+        _check_eps(op, attrs["eps"])
+        return {**attrs, "axes": axes}
+    return normalize
+
+
+def _layer_norm_ref(x, axes, eps):
+    w = _wide(x)
+    with np.errstate(all="ignore"):
+        d = w - np.mean(w, axis=axes, keepdims=True)
+        var = np.mean(d * d, axis=axes, keepdims=True)
+        return (d / np.sqrt(var + _c(eps, w))).astype(x.dtype)
+
+
+def _rms_norm_ref(x, axes, eps):
+    w = _wide(x)
+    with np.errstate(all="ignore"):
+        ms = np.mean(w * w, axis=axes, keepdims=True)
+        return (w / np.sqrt(ms + _c(eps, w))).astype(x.dtype)
+
+
+def normalize_prims(w: Tensor, axes: tuple[int, ...], eps: float) -> Tensor:
+    """(w - mean) / sqrt(var + eps) over `axes` (biased variance, two passes)."""
+    d = w - _reduce("mean", w, axes, keepdims=True)
+    var = _reduce("mean", d * d, axes, keepdims=True)
+    return d * (var + eps).rsqrt()
+
+
+def _layer_norm_dec(inputs, attrs):
+    (x,) = inputs
+    w = x.cast(compute_dtype(x.dtype))
+    return normalize_prims(w, attrs["axes"], attrs["eps"]).cast(x.dtype)
+
+
+def _rms_norm_dec(inputs, attrs):
+    (x,) = inputs
+    w = x.cast(compute_dtype(x.dtype))
+    ms = _reduce("mean", w * w, attrs["axes"], keepdims=True)
+    return (w * (ms + attrs["eps"]).rsqrt()).cast(x.dtype)
+
+
+register(OpDef(
+    "layer_norm", REDUCTION, _same_type_infer("layer_norm"), _layer_norm_ref,
+    attrs=(Attr("axes", "ints"), Attr("eps", "float", 1e-5)),
+    normalize=_trailing_normalize("layer_norm"), decompose=_layer_norm_dec,
+    doc="(x - mean) / sqrt(var + eps) over the trailing `axes` (biased var, no affine)."))
+register(OpDef(
+    "rms_norm", REDUCTION, _same_type_infer("rms_norm"), _rms_norm_ref,
+    attrs=(Attr("axes", "ints"), Attr("eps", "float", 1e-6)),
+    normalize=_trailing_normalize("rms_norm"), decompose=_rms_norm_dec,
+    doc="x / sqrt(mean(x^2) + eps) over the trailing `axes` (no affine)."))
+
+
+def _group_norm_normalize(types, attrs):
+    x, groups = types[0], attrs["groups"]
+    if x.ndim < 2:
+        raise ShapeError(f"group_norm: x must be (N, C, *spatial), got shape {x.shape}")
+    if groups < 1 or x.shape[1] % groups:
+        raise ShapeError(f"group_norm: groups={groups} must be >= 1 and divide the "
+                         f"{x.shape[1]} channels of x {x.shape}")
+    _check_eps("group_norm", attrs["eps"])
+    return attrs
+
+
+def _grouped_shape(shape: Sequence[int], groups: int) -> tuple[int, int, int]:
+    """(N, C, *spatial) viewed as (N, groups, elements per group)."""
+    n = shape[0]
+    per_group = int(np.prod(shape[1:], dtype=np.int64)) // groups
+    return n, groups, per_group
+
+
+def _group_norm_ref(x, groups, eps):
+    grouped = x.reshape(_grouped_shape(x.shape, groups))
+    return _layer_norm_ref(grouped, (2,), eps).reshape(x.shape)
+
+
+def _group_norm_dec(inputs, attrs):
+    (x,) = inputs
+    w = x.cast(compute_dtype(x.dtype)).reshape(_grouped_shape(x.shape, attrs["groups"]))
+    return normalize_prims(w, (2,), attrs["eps"]).reshape(x.shape).cast(x.dtype)
+
+
+register(OpDef(
+    "group_norm", REDUCTION, _same_type_infer("group_norm"), _group_norm_ref,
+    attrs=(Attr("groups", "int"), Attr("eps", "float", 1e-5)),
+    normalize=_group_norm_normalize, decompose=_group_norm_dec,
+    doc="Normalize each of `groups` channel groups of x (N, C, *spatial) (no affine)."))
+
+
+def _batch_norm_infer(types, attrs):
+    x, mean, var = types
+    _float_input("batch_norm", x)
+    same_dtype(types, "batch_norm")
+    if x.ndim < 2:
+        raise ShapeError(f"batch_norm: x must be (N, C, *spatial), got shape {x.shape}")
+    if mean.shape != (x.shape[1],) or var.shape != (x.shape[1],):
+        raise ShapeError(f"batch_norm: mean {mean.shape} and var {var.shape} must both have "
+                         f"shape ({x.shape[1]},), one value per channel of x {x.shape}")
+    _check_eps("batch_norm", attrs["eps"])
+    return x
+
+
+def _channel_shape(x_shape: Sequence[int]) -> tuple[int, ...]:
+    """Per-channel stats (C,) viewed as (C, 1, ...) to broadcast against (N, C, ...)."""
+    return (x_shape[1],) + (1,) * (len(x_shape) - 2)
+
+
+def _batch_norm_ref(x, mean, var, eps):
+    w, m, v = _wide(x), _wide(mean), _wide(var)
+    shape = _channel_shape(x.shape)
+    with np.errstate(all="ignore"):
+        out = (w - m.reshape(shape)) / np.sqrt(v.reshape(shape) + _c(eps, w))
+    return out.astype(x.dtype)
+
+
+def _batch_norm_dec(inputs, attrs):
+    x, mean, var = inputs
+    cd, shape = compute_dtype(x.dtype), _channel_shape(x.shape)
+    m, v = mean.cast(cd).reshape(shape), var.cast(cd).reshape(shape)
+    return ((x.cast(cd) - m) * (v + attrs["eps"]).rsqrt()).cast(x.dtype)
+
+
+register(OpDef(
+    "batch_norm", REDUCTION, _batch_norm_infer, _batch_norm_ref,
+    attrs=(Attr("eps", "float", 1e-5),), arity=3, decompose=_batch_norm_dec,
+    doc="(x - mean) / sqrt(var + eps) with per-channel stats (C,) on axis 1 of x (N, C, ...)."))
+
+
+# -- losses ------------------------------------------------------------------------------------
+def _check_reduction(op: str, attrs: dict) -> None:
+    if attrs["reduction"] not in REDUCTIONS:
+        raise ShapeError(f"{op}: reduction must be one of {REDUCTIONS}, got "
+                         f"{attrs['reduction']!r}")
+
+
+def _loss_shape(per_element: tuple[int, ...], reduction: str) -> tuple[int, ...]:
+    return per_element if reduction == "none" else ()
+
+
+def _reduce_loss_ref(loss: np.ndarray, reduction: str, count=None) -> np.ndarray:
+    """mean divides by `count` when given (the non-ignored targets), else by the size."""
+    if reduction == "none":
+        return loss
+    total = np.sum(loss)
+    if reduction == "sum":
+        return total
+    with np.errstate(all="ignore"):  # all targets ignored: 0 / 0 is NaN, as in torch
+        return total / (loss.dtype.type(loss.size) if count is None else count)
+
+
+def _reduce_loss_dec(loss: Tensor, reduction: str, valid: Tensor | None = None) -> Tensor:
+    """mean divides by the count of `valid` (bool) elements when given, else by the size."""
+    if reduction == "none":
+        return loss
+    every = tuple(range(loss.ndim))
+    if reduction == "mean" and valid is None:
+        return _reduce("mean", loss, every)
+    total = _reduce("sum", loss, every)
+    if reduction == "sum":
+        return total
+    return total / _reduce("sum", valid.cast(loss.dtype), every)
+
+
+def _class_infer(op: str):
+    """infer for (N, C, d...) float scores with (N, d...) integer targets."""
+    def infer(types, attrs):
+        x, target = types
+        _float_input(op, x, "the input")
+        if x.ndim < 2 or x.shape[1] < 1:
+            raise ShapeError(f"{op}: the input must be (N, C, d...) with C >= 1 classes, got "
+                             f"shape {x.shape}")
+        if target.dtype not in INTS:
+            raise ShapeError(f"{op}: the target must hold integer class indices (int32 or "
+                             f"int64), got {target.dtype} {target.shape}")
+        want = x.shape[:1] + x.shape[2:]
+        if target.shape != want:
+            raise ShapeError(f"{op}: the target shape {target.shape} must be {want}: the "
+                             f"input {x.shape} without its class axis 1")
+        return x.with_shape(_loss_shape(want, attrs["reduction"]))
+    return infer
+
+
+def _cross_entropy_normalize(types, attrs):
+    _check_reduction("cross_entropy", attrs)
+    if not 0.0 <= attrs["label_smoothing"] <= 1.0:
+        raise ShapeError(f"cross_entropy: label_smoothing must be in [0, 1], got "
+                         f"{attrs['label_smoothing']}")
+    return attrs
+
+
+def _nll_loss_normalize(types, attrs):
+    _check_reduction("nll_loss", attrs)
+    return attrs
+
+
+def _picked(logp: np.ndarray, target: np.ndarray, valid: np.ndarray, op: str) -> np.ndarray:
+    """logp[n, target[n, d...], d...] where valid, else 0; other targets are errors."""
+    n_classes = logp.shape[1]
+    bad = valid & ((target < 0) | (target >= n_classes))
+    if bad.any():
+        raise DlcError(f"{op}: target {int(target[bad].flat[0])} is out of range for "
+                       f"{n_classes} classes (valid: 0..{n_classes - 1} or the ignore_index)")
+    safe = np.where(valid, target, 0)
+    picked = np.take_along_axis(logp, np.expand_dims(safe, 1), axis=1)[:, 0]
+    return np.where(valid, picked, _c(0, logp))
+
+
+def _nll_loss_ref(logp, target, ignore_index, reduction):
+    w = _wide(logp)
+    valid = target != ignore_index
+    loss = -_picked(w, target, valid, "nll_loss")
+    count = np.sum(valid).astype(w.dtype)
+    return np.asarray(_reduce_loss_ref(loss, reduction, count), dtype=logp.dtype)
+
+
+def _cross_entropy_ref(x, target, ignore_index, label_smoothing, reduction):
+    # torch's rule: (1 - s) * reduce(nll) + (s / C) * reduce(-sum_c logp), both masked by
+    # the ignored targets, and "mean" divides both by the count of the others
+    w = _wide(x)
+    logp = _log_softmax_ref(w, 1)
+    valid = target != ignore_index
+    count = np.sum(valid).astype(w.dtype)
+    nll = _reduce_loss_ref(-_picked(logp, target, valid, "cross_entropy"), reduction, count)
+    if label_smoothing == 0.0:
+        return np.asarray(nll, dtype=x.dtype)
+    smooth = np.where(valid, -np.sum(logp, axis=1), _c(0, w))
+    smooth = _reduce_loss_ref(smooth, reduction, count)
+    s, n_classes = _c(label_smoothing, w), _c(x.shape[1], w)
+    out = (_c(1, w) - s) * nll + (s / n_classes) * smooth
+    return np.asarray(out, dtype=x.dtype)
+
+
+def _class_hits(logp: Tensor, target: Tensor, valid: Tensor) -> Tensor:
+    """Bool (N, C, d...): true at each valid target's class (a one-hot along axis 1)."""
+    n_classes = logp.shape[1]
+    classes = emit("arange", start=0, stop=n_classes, step=1, dtype=target.dtype)
+    classes = classes.reshape((1, n_classes) + (1,) * (logp.ndim - 2))
+    t = target.reshape(target.shape[:1] + (1,) + target.shape[1:])
+    return emit("logical_and", t == classes, valid.reshape(t.shape))
+
+
+def _picked_dec(logp: Tensor, target: Tensor, valid: Tensor) -> Tensor:
+    """sum over classes of logp at the target class (0 where ignored), shape (N, d...)."""
+    hits = _class_hits(logp, target, valid)
+    # where, not a multiply by the one-hot: 0 * -inf would be NaN
+    return _reduce("sum", emit("where", hits, logp, scalar(0, logp.dtype)), (1,))
+
+
+def _nll_loss_dec(inputs, attrs):
+    x, target = inputs
+    w = x.cast(compute_dtype(x.dtype))
+    valid = target != attrs["ignore_index"]
+    loss = -_picked_dec(w, target, valid)
+    return _reduce_loss_dec(loss, attrs["reduction"], valid).cast(x.dtype)
+
+
+def _cross_entropy_dec(inputs, attrs):
+    x, target = inputs
+    s, reduction = attrs["label_smoothing"], attrs["reduction"]
+    w = x.cast(compute_dtype(x.dtype))
+    logp = log_softmax_prims(w, (1,))
+    valid = target != attrs["ignore_index"]
+    loss = -_picked_dec(logp, target, valid)
+    if s != 0.0:
+        smooth = emit("where", valid, -_reduce("sum", logp, (1,)), scalar(0, w.dtype))
+        loss = loss * (1.0 - s) + smooth * (s / x.shape[1])
+    return _reduce_loss_dec(loss, reduction, valid).cast(x.dtype)
+
+
+register(OpDef(
+    "cross_entropy", REDUCTION, _class_infer("cross_entropy"), _cross_entropy_ref,
+    attrs=(Attr("ignore_index", "int", -100), Attr("label_smoothing", "float", 0.0),
+           Attr("reduction", "str", "mean")),
+    arity=2, normalize=_cross_entropy_normalize, decompose=_cross_entropy_dec, nondiff=(1,),
+    doc="Softmax cross entropy of logits (N, C, d...) with integer targets (N, d...), as "
+        "torch.nn.functional.cross_entropy (ignore_index, label_smoothing, reduction)."))
+register(OpDef(
+    "nll_loss", REDUCTION, _class_infer("nll_loss"), _nll_loss_ref,
+    attrs=(Attr("ignore_index", "int", -100), Attr("reduction", "str", "mean")),
+    arity=2, normalize=_nll_loss_normalize, decompose=_nll_loss_dec, nondiff=(1,),
+    doc="-logp at the target class of (N, C, d...) scores, as torch.nn.functional.nll_loss."))
+
+
+def _pointwise_loss(name: str, ref: Callable, dec: Callable, doc: str) -> OpDef:
+    """Register a loss of two same-shape float tensors: reduce(f(a, b))."""
+    def infer(types, attrs):
+        a, b = types
+        _float_input(name, a, "the input")
+        same_dtype(types, name)
+        if a.shape != b.shape:
+            raise ShapeError(f"{name}: the input {a.shape} and the target {b.shape} must "
+                             f"have the same shape")
+        return a.with_shape(_loss_shape(a.shape, attrs["reduction"]))
+
+    def normalize(types, attrs):
+        _check_reduction(name, attrs)
+        return attrs
+
+    def impl(a, b, reduction):
+        with np.errstate(all="ignore"):
+            loss = ref(_wide(a), _wide(b))
+        return np.asarray(_reduce_loss_ref(loss, reduction), dtype=a.dtype)
+
+    def decompose(inputs, attrs):
+        a, b = inputs
+        cd = compute_dtype(a.dtype)
+        return _reduce_loss_dec(dec(a.cast(cd), b.cast(cd)), attrs["reduction"]).cast(a.dtype)
+
+    return register(OpDef(name, REDUCTION, infer, impl,
+                          attrs=(Attr("reduction", "str", "mean"),), arity=2,
+                          normalize=normalize, decompose=decompose, doc=doc))
+
+
+def _bce_ref(x, y):
+    # (1 - y) x + log(1 + exp(-x)) = max(x, 0) - x y + log1p(exp(-|x|)): exp never overflows
+    return np.maximum(x, _c(0, x)) - x * y + np.log1p(np.exp(-np.abs(x)))
+
+
+def _bce_dec(x: Tensor, y: Tensor) -> Tensor:
+    return x.relu() - x * y + (-x.abs()).exp().log1p()
+
+
+def _squared_dec(a: Tensor, b: Tensor) -> Tensor:
+    d = a - b
+    return d * d
+
+
+_pointwise_loss("mse_loss", lambda a, b: (a - b) * (a - b), _squared_dec,
+                "Squared error (a - b)^2, reduced.")
+_pointwise_loss("l1_loss", lambda a, b: np.abs(a - b), lambda a, b: (a - b).abs(),
+                "Absolute error |a - b|, reduced.")
+_pointwise_loss("bce_with_logits", _bce_ref, _bce_dec,
+                "Binary cross entropy of sigmoid(x) with targets y, in a form that never "
+                "overflows: max(x, 0) - x y + log1p(exp(-|x|)), reduced.")
+
+
+# -- the counter-based RNG -------------------------------------------------------------------
+MASK32 = 0xFFFFFFFF
+MIX_MULTIPLIERS = (0x7FEB352D, 0x846CA68B)
+KEY_CONSTANTS = (0x243F6A88, 0x85A308D3)
+MAX_COUNTERS = 2 ** 32
+UNIFORM_BITS = 24  # u = (hash >> 8) * 2**-24
+
+
+def mix32(h: np.ndarray) -> np.ndarray:
+    """The multiply-xorshift mixer on a uint32 array (multiplies wrap modulo 2**32)."""
+    m1, m2 = (np.uint32(m) for m in MIX_MULTIPLIERS)
+    h = h ^ (h >> np.uint32(16))
+    h = h * m1
+    h = h ^ (h >> np.uint32(15))
+    h = h * m2
+    return h ^ (h >> np.uint32(16))
+
+
+def _word(value: int) -> np.ndarray:
+    # a 1-element array, not a numpy scalar: array arithmetic wraps without a warning
+    return np.array([value & MASK32], dtype=np.uint32)
+
+
+def stream_keys(seed: int, salt: int) -> tuple[np.ndarray, np.ndarray]:
+    """The two 32-bit keys (a, b) of the stream of (seed, salt), as 1-element arrays."""
+    s0, s1, salt_word = _word(seed), _word(seed >> 32), _word(salt)
+    a = mix32(mix32(mix32(s0 ^ _word(KEY_CONSTANTS[0])) ^ s1) ^ salt_word)
+    b = mix32(mix32(mix32(s1 ^ _word(KEY_CONSTANTS[1])) ^ salt_word) ^ s0)
+    return a, b
+
+
+def random_bits(seed: int, salt: int, count: int) -> np.ndarray:
+    """hash(i) >> 8 for the counters i = 0 .. count-1: uint32 values below 2**24."""
+    a, b = stream_keys(int(seed), salt)
+    i = np.arange(count, dtype=np.uint32)
+    return mix32(mix32(i ^ a) ^ b) >> np.uint32(32 - UNIFORM_BITS)
+
+
+def uniform_values(seed: int, salt: int, count: int, dtype: str) -> np.ndarray:
+    """u(i) = (hash(i) >> 8) * 2**-24, exact in float32 and float64."""
+    return (random_bits(seed, salt, count) * 2.0 ** -UNIFORM_BITS).astype(dtype)
+
+
+def dropout_threshold(p: float) -> int:
+    """u >= p  <=>  (hash >> 8) >= ceil(p * 2**24) (p * 2**24 is exact in float64)."""
+    return math.ceil(p * 2 ** UNIFORM_BITS)
+
+
+def _check_seed(op: str, seed: TensorType) -> None:
+    if seed.dtype != "int64" or seed.shape != ():
+        raise ShapeError(f"{op}: the seed must be an int64 scalar, got {seed}")
+
+
+def _check_counters(op: str, count: int, shape: Sequence[int]) -> None:
+    if count > MAX_COUNTERS:
+        raise ShapeError(f"{op}: shape {tuple(shape)} needs {count} random counters, more "
+                         f"than the {MAX_COUNTERS} a 32-bit counter covers")
+
+
+def _salt_normalize(op: str, extra: Callable[[dict], None] | None = None):
+    def normalize(types, attrs):
+        if not 0 <= attrs["salt"] < 2 ** 32:
+            raise ShapeError(f"{op}: salt must be in [0, 2**32), got {attrs['salt']}")
+        if any(d < 0 for d in attrs.get("shape", ())):
+            raise ShapeError(f"{op}: negative dimension in shape {attrs['shape']}")
+        if extra is not None:
+            extra(attrs)
+        return attrs
+    return normalize
+
+
+def _dropout_p(attrs: dict) -> None:
+    if not 0.0 <= attrs["p"] <= 1.0:
+        raise ShapeError(f"dropout: p must be in [0, 1], got {attrs['p']}")
+
+
+# -- dropout -----------------------------------------------------------------------------------
+def _dropout_infer(types, attrs):
+    x, seed = types
+    _float_input("dropout", x)
+    _check_seed("dropout", seed)
+    _check_counters("dropout", x.size, x.shape)
+    return x
+
+
+def _dropout_ref(x, seed, p, salt):
+    if p == 0.0:
+        return x.copy()
+    if p == 1.0:
+        return np.zeros_like(x)
+    keep = random_bits(int(seed), salt, x.size).reshape(x.shape) >= dropout_threshold(p)
+    return np.where(keep, x / _c(1.0 - p, x), _c(0, x))
+
+
+def _dropout_dec(inputs, attrs):
+    x, seed = inputs
+    p, salt = attrs["p"], attrs["salt"]
+    if p == 0.0:
+        return x
+    if p == 1.0:
+        return _full(x.shape, 0.0, x.dtype)
+    u = emit("random_uniform", seed, shape=x.shape, dtype="float32", salt=salt)
+    # the threshold ceil(p * 2**24) * 2**-24 is exact in float32: the same mask as the
+    # integer test of the reference
+    threshold = dropout_threshold(p) * 2.0 ** -UNIFORM_BITS
+    keep = u >= scalar(threshold, "float32")
+    return emit("where", keep, x / scalar(1.0 - p, x.dtype), scalar(0, x.dtype))
+
+
+register(OpDef(
+    "dropout", ELEMENTWISE, _dropout_infer, _dropout_ref,
+    attrs=(Attr("p", "float"), Attr("salt", "int", 0)), arity=2,
+    normalize=_salt_normalize("dropout", _dropout_p), decompose=_dropout_dec, nondiff=(1,),
+    doc="x / (1 - p) where the counter-based uniform u(i) >= p, else 0 (see the module "
+        "docstring); p = 0 is the identity, p = 1 gives zeros."))
+
+
+# -- random_uniform, random_normal -----------------------------------------------------------
+def _random_infer(op: str, dtypes: Sequence[str], counters_per_element: int):
+    def infer(types, attrs):
+        (seed,) = types
+        _check_seed(op, seed)
+        if attrs["dtype"] not in dtypes:
+            raise ShapeError(f"{op}: dtype must be one of {', '.join(dtypes)}, got "
+                             f"{attrs['dtype']}")
+        out = TensorType(attrs["shape"], attrs["dtype"])
+        _check_counters(op, counters_per_element * out.size, out.shape)
+        return out
+    return infer
+
+
+def _random_uniform_ref(seed, shape, dtype, salt):
+    count = int(np.prod(shape, dtype=np.int64))
+    return uniform_values(int(seed), salt, count, dtype).reshape(shape)
+
+
+def _random_normal_ref(seed, shape, dtype, salt):
+    count = int(np.prod(shape, dtype=np.int64))
+    cd = compute_dtype(dtype)
+    u = uniform_values(int(seed), salt, 2 * count, cd)
+    u1, u2 = u[0::2], u[1::2]
+    # the same operations in the same order as the decomposition below
+    radius = np.sqrt(np.log(_c(1.0, u1) - u1) * _c(-2.0, u1))
+    z = radius * np.cos(u2 * _c(2 * math.pi, u1))
+    return z.astype(dtype).reshape(shape)
+
+
+def _last_axis_slice(t: Tensor, index: int) -> Tensor:
+    """t[..., index] of a (..., 2) tensor, by slice and reshape."""
+    starts = (0,) * (t.ndim - 1) + (index,)
+    stops = t.shape[:-1] + (index + 1,)
+    part = emit("slice", t, starts=starts, stops=stops, steps=(1,) * t.ndim)
+    return part.reshape(t.shape[:-1])
+
+
+def _random_normal_dec(inputs, attrs):
+    (seed,) = inputs
+    shape, dtype = attrs["shape"], attrs["dtype"]
+    cd = compute_dtype(dtype)
+    # counters 2i and 2i+1 are the last axis of a (*shape, 2) uniform draw
+    u = emit("random_uniform", seed, shape=tuple(shape) + (2,), dtype=cd, salt=attrs["salt"])
+    u1, u2 = _last_axis_slice(u, 0), _last_axis_slice(u, 1)
+    radius = ((1.0 - u1).log() * -2.0).sqrt()
+    return (radius * (u2 * (2 * math.pi)).cos()).cast(dtype)
+
+
+_RANDOM_ATTRS = (Attr("shape", "ints"), Attr("dtype", "dtype", "float32"), Attr("salt", "int", 0))
+register(OpDef(
+    "random_uniform", ELEMENTWISE, _random_infer("random_uniform", ("float32", "float64"), 1),
+    _random_uniform_ref, attrs=_RANDOM_ATTRS, arity=1,
+    normalize=_salt_normalize("random_uniform"), nondiff=(0,),
+    doc="u(i) = (hash(seed, salt, i) >> 8) * 2**-24 in [0, 1) (see the module docstring); "
+        "float32 or float64."))
+register(OpDef(
+    "random_normal", ELEMENTWISE, _random_infer("random_normal", FLOATS, 2),
+    _random_normal_ref, attrs=_RANDOM_ATTRS, arity=1,
+    normalize=_salt_normalize("random_normal"), decompose=_random_normal_dec, nondiff=(0,),
+    doc="Standard normal by Box-Muller on the uniforms of counters 2i and 2i+1."))
