@@ -19,7 +19,11 @@ def run_graph(graph: Graph, args: list[np.ndarray]) -> list[np.ndarray]:
         if node.body is not None:
             out = run_graph(node.body, ins)[0]
         else:
-            out = np.asarray(node.op.impl(*ins, **node.attrs))
+            try:
+                out = np.asarray(node.op.impl(*ins, **node.attrs))
+            except DlcError as e:
+                e.args = (f"{node.op.name} {node.where()}: {e}",) + e.args[1:]
+                raise
         if out.shape != node.type.shape or out.dtype.name != node.type.dtype:
             raise DlcError(f"internal: {node.op.name} {node.where()} produced "
                            f"{out.dtype.name}{list(out.shape)}, its type says {node.type}")

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from dlc.errors import TraceError
+from dlc.errors import ShapeError, TraceError
 from dlc.ir import builder as _b
 from dlc.ir.graph import Value
 from dlc.ir.types import TensorType, canonical_dtype, is_float, promote
@@ -166,12 +166,15 @@ class Tensor:
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> "Tensor":
         if self.ndim == 0:
             return self.reshape(1)
-        s, e = start_dim % self.ndim, end_dim % self.ndim
+        s, e = _dim(start_dim, self.ndim), _dim(end_dim, self.ndim)
+        if s > e:
+            raise TraceError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} "
+                             f"for a tensor of rank {self.ndim}")
         mid = int(np.prod(self.shape[s:e + 1], dtype=np.int64))
         return self.reshape(self.shape[:s] + (mid,) + self.shape[e + 1:])
 
     def permute(self, *dims) -> "Tensor":
-        perm = tuple(d % self.ndim for d in _flat_args(dims))
+        perm = tuple(_dim(d, self.ndim) for d in _flat_args(dims))
         if perm == tuple(range(self.ndim)):
             return self
         return _b.emit("permute", self, perm=perm)
@@ -179,6 +182,7 @@ class Tensor:
     def transpose(self, dim0: int = -2, dim1: int = -1) -> "Tensor":
         if self.ndim < 2:
             return self
+        dim0, dim1 = _dim(dim0, self.ndim), _dim(dim1, self.ndim)
         perm = list(range(self.ndim))
         perm[dim0], perm[dim1] = perm[dim1], perm[dim0]
         return self.permute(perm)
@@ -200,6 +204,10 @@ class Tensor:
     def expand(self, *sizes) -> "Tensor":
         sizes = list(_flat_args(sizes))
         lead = len(sizes) - self.ndim
+        if lead < 0:
+            raise TraceError(f"expand: {len(sizes)} sizes for a tensor of rank {self.ndim}")
+        if any(s == -1 for s in sizes[:lead]):
+            raise TraceError(f"expand: -1 is not allowed in a new leading dim (sizes {sizes})")
         shape = [self.shape[i - lead] if s == -1 else s for i, s in enumerate(sizes)]
         return self.broadcast_to(tuple(shape))
 
@@ -208,13 +216,15 @@ class Tensor:
 
     def squeeze(self, dim=None, axis=None) -> "Tensor":
         dims = _pick(dim, axis)
+        if self.ndim == 0:
+            return self
         if dims is None:
             dims = [i for i, d in enumerate(self.shape) if d == 1]
-        dims = {d % self.ndim for d in _as_tuple(dims) if self.shape[d % self.ndim] == 1}
+        dims = {d for d in (_dim(d, self.ndim) for d in _as_tuple(dims)) if self.shape[d] == 1}
         return self.reshape(tuple(d for i, d in enumerate(self.shape) if i not in dims))
 
     def unsqueeze(self, dim: int) -> "Tensor":
-        dim = dim % (self.ndim + 1)
+        dim = _dim(dim, self.ndim + 1)
         return self.reshape(self.shape[:dim] + (1,) + self.shape[dim:])
 
     def __getitem__(self, index) -> "Tensor":
@@ -295,6 +305,14 @@ for _name in _UNARY_METHODS:
 
 
 # -- helpers shared by the Tensor methods, the functional API and VJP rules -------------------
+def _dim(d: int, ndim: int) -> int:
+    """A dim index in [-ndim, ndim) made non-negative; anything else is the user's error."""
+    if not -ndim <= d < ndim:
+        raise ShapeError(f"dim {d} is out of range for a tensor of rank {ndim} "
+                         f"(expected a dim in [{-ndim}, {ndim - 1}])")
+    return d % ndim
+
+
 def _flat_args(args) -> tuple:
     if len(args) == 1 and isinstance(args[0], (tuple, list)):
         return tuple(args[0])

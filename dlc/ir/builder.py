@@ -19,6 +19,9 @@ from dlc.ir.types import TensorType, canonical_dtype
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _INTERNAL = tuple(os.path.join(_ROOT, p) + os.sep
                   for p in ("dlc", "frontend", "passes", "backends"))
+# Entry points that run user code: a walk that reaches one has left the user's code behind,
+# so the frames above it (the console script, runpy) are not a useful location.
+_BOUNDARIES = tuple(os.path.join(_ROOT, "dlc", f) for f in ("cli.py", "__main__.py"))
 _STACK: list["Builder"] = []
 
 
@@ -27,6 +30,8 @@ def user_loc() -> str | None:
     frame = sys._getframe(1)
     while frame is not None:
         fname = frame.f_code.co_filename
+        if fname in _BOUNDARIES:
+            return None
         if not fname.startswith(_INTERNAL) and not fname.startswith("<frozen"):
             try:
                 rel = os.path.relpath(fname)

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dlc.errors import DlcError
+
 DTYPES = ("float16", "float32", "float64", "int32", "int64", "bool")
 SHORT = {"float16": "f16", "float32": "f32", "float64": "f64",
          "int32": "i32", "int64": "i64", "bool": "i1"}
@@ -30,7 +32,7 @@ def canonical_dtype(dtype) -> str:
     except TypeError:
         name = None
     if name not in DTYPES:
-        raise TypeError(f"unsupported dtype {dtype!r}; supported: {', '.join(DTYPES)}")
+        raise DlcError(f"unsupported dtype {dtype!r}; supported: {', '.join(DTYPES)}")
     return name
 
 

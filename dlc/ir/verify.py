@@ -66,6 +66,8 @@ def _verify_node(graph: Graph, index: int, node: Node, defined: set) -> None:
         if canon != node.attrs:
             fail(f"attributes {node.attrs} are not canonical (expected {canon})")
         expected = node.op.infer(types, canon)
+    except VerifyError:
+        raise
     except DlcError as e:
         fail(str(e))
     if expected != node.type:

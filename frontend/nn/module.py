@@ -19,7 +19,7 @@ class Parameter:
     __slots__ = ("data",)
 
     def __init__(self, data):
-        self.data = np.ascontiguousarray(data)
+        self.data = np.array(data, order="C")
 
 
 class Module:
@@ -78,7 +78,7 @@ class Module:
         names.add(name)
         if not persistent:
             self.__dict__.setdefault("_nonpersistent", set()).add(name)
-        self._buffers[name] = None if data is None else np.ascontiguousarray(data)
+        self._buffers[name] = None if data is None else np.array(data, order="C")
 
     # -- traversal ---------------------------------------------------------------------------
     def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
@@ -139,7 +139,9 @@ class Module:
         own = {}
         for mname, m in self.named_modules():
             for table in ("_parameters", "_buffers"):
-                for name in getattr(m, table):
+                for name, value in getattr(m, table).items():
+                    if value is None:
+                        continue
                     own[f"{mname}.{name}" if mname else name] = (m, table, name)
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
@@ -156,7 +158,7 @@ class Module:
                 raise DlcError(f"load_state_dict: {key} has shape {value.shape}, the model "
                                f"expects {old.shape}")
             dtype = old.dtype if old is not None else value.dtype
-            getattr(m, table)[name] = np.ascontiguousarray(value, dtype=dtype).copy()
+            getattr(m, table)[name] = np.array(value, dtype=dtype, order="C")
 
     # -- modes and calls ---------------------------------------------------------------------
     def train(self, mode: bool = True) -> "Module":

@@ -1,9 +1,6 @@
 """Tensor methods that lower to movement ops (reshape, flatten, permute, transpose/T/mT,
 expand, squeeze/unsqueeze, broadcast_to), traced and run, against NumPy on random inputs.
-
-The tests marked xfail(strict=True) record known gaps in dlc/tensor.py (out-of-range dims
-that wrap silently instead of failing); each reason names the fix. Once fixed, the mark makes
-the test fail, a reminder to remove it."""
+Out-of-range dims must raise."""
 import numpy as np
 import pytest
 
@@ -111,40 +108,28 @@ def test_bad_calls_raise_shape_errors(fn, message):
         dlc.trace(fn, dlc.TensorSpec(SHAPE))
 
 
-# -- known gaps in dlc/tensor.py: out-of-range dims wrap silently ------------------------------
-def _dim_range_fix(what: str) -> str:
-    return (f"dlc/tensor.py {what}: range-check dims (-ndim <= d < ndim) instead of d % ndim; "
-            f"reported, not yet fixed")
-
-
-@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception, reason=_dim_range_fix("permute"))
+# -- out-of-range dims raise ---------------------------------------------------------------
 def test_permute_out_of_range_dim_raises():
     with pytest.raises(DlcError):
         dlc.trace(lambda t: t.permute(0, 1, 5), dlc.TensorSpec(SHAPE))
 
 
-@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception,
-                   reason=_dim_range_fix("flatten") + "; also start_dim > end_dim")
 @pytest.mark.parametrize("args", [(2, 1), (0, 5)])
 def test_flatten_bad_dims_raise(args):
     with pytest.raises(DlcError):
         dlc.trace(lambda t: t.flatten(*args), dlc.TensorSpec(SHAPE))
 
 
-@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception, reason=_dim_range_fix("unsqueeze"))
 def test_unsqueeze_out_of_range_dim_raises():
     with pytest.raises(DlcError):
         dlc.trace(lambda t: t.unsqueeze(5), dlc.TensorSpec(SHAPE))
 
 
-@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception, reason=_dim_range_fix("squeeze"))
 def test_squeeze_out_of_range_dim_raises():
     with pytest.raises(DlcError):
         dlc.trace(lambda t: t.squeeze(4), dlc.TensorSpec((3, 1)))
 
 
-@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception,
-                   reason="dlc/tensor.py expand: -1 in a new leading dim must raise")
 def test_expand_minus_one_in_a_new_leading_dim_raises():
     with pytest.raises(DlcError):
         dlc.trace(lambda t: t.expand(-1, 3, 4), dlc.TensorSpec((3, 4)))

@@ -33,7 +33,7 @@ def _params():
 
 
 def to_torch(a: np.ndarray):
-    return torch.from_numpy(np.ascontiguousarray(a))
+    return torch.from_numpy(np.array(a, order="C", copy=True))
 
 
 @pytest.mark.parametrize("c,dtype", list(_params()))
