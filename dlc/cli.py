@@ -30,7 +30,7 @@ import numpy as np
 from dlc.errors import DlcError
 
 # Modules that register further subcommands when imported (see `register`).
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("dlc.cli_bench",)
 
 HELP_WIDTH = 90
 DEFAULT_FACTORY = "main_model"

@@ -1,0 +1,105 @@
+"""Bench results as a text table, JSON (machine + every sample) and a plot."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict
+
+from dlc.bench.floors import Floors
+from dlc.bench.runner import Result
+
+
+def _ms(s: float | None) -> str:
+    return "-" if s is None else f"{s * 1e3:.3f}"
+
+
+def _x(v: float | None, fmt: str = "{:.2f}x") -> str:
+    return "-" if v is None else fmt.format(v)
+
+
+def table(results: list[Result], floors: Floors | None) -> str:
+    head = ("workload", "impl", "median ms", "min ms", "max ms", "vs eager", "of floor",
+            "compile s", "max rel err")
+    rows = [head]
+    for r in results:
+        if r.skipped:
+            rows.append((r.workload, r.impl, "n/a", r.skipped, "", "", "", "", ""))
+            continue
+        if not r.ok:
+            rows.append((r.workload, r.impl, "FAILED", r.error or "", "", "", "", "", ""))
+            continue
+        rows.append((r.workload, r.impl, _ms(r.median), _ms(r.min), _ms(r.max),
+                     _x(r.speedup), _x(r.floor_fraction, "{:.0%}"),
+                     "-" if r.compile_cold is None else f"{r.compile_cold:.3f}",
+                     "-" if r.max_rel_err is None else f"{r.max_rel_err:.1e}"))
+    widths = [max(len(row[i]) for row in rows if len(row[i]) < 60) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    if floors:
+        lines.append(f"floors: copy {floors.copy_gbs:.1f} GB/s ({floors.copy_method}), "
+                     f"sgemm {floors.sgemm_gflops:.1f} GFLOP/s (numpy, n={floors.sgemm_n})")
+    return "\n".join(lines)
+
+
+def kernel_table(r: Result) -> str:
+    lines = [f"kernels of {r.workload} on {r.impl}:",
+             "  kernel                     fused ms  eager ms  rate            floor  "
+             "rel err  eager err  flags  ops @ loc"]
+    for k in r.kernels:
+        lines.append(
+            f"  {k.name[:26]:26} {_ms(k.fused_s):>8}  {_ms(k.eager_s):>8}  {k.rate:15} "
+            f"{_x(k.floor_fraction, '{:.0%}'):>5}  "
+            f"{'-' if k.max_rel_err is None else f'{k.max_rel_err:.1e}':>7}  "
+            f"{'-' if k.eager_rel_err is None else f'{k.eager_rel_err:.1e}':>9}  "
+            f"{'!' + ','.join(k.flags) if k.flags else '':6} {k.ops} @ {k.loc}")
+    return "\n".join(lines)
+
+
+def write_json(path: str, machine: dict, floors: Floors | None, results: list[Result],
+               options: dict) -> None:
+    doc = {"machine": machine, "options": options,
+           "floors": None if floors is None else asdict(floors),
+           "results": [asdict(r) for r in results]}
+    atomic_write(path, json.dumps(doc, indent=1))
+
+
+def atomic_write(path: str, text: str) -> None:
+    """Write through a temporary file in the same folder, then rename over the target."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def plot(path: str, results: list[Result]) -> None:
+    """Speedup over eager per workload, one bar per implementation (log scale)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    workloads = list(dict.fromkeys(r.workload for r in results))
+    impls = list(dict.fromkeys(r.impl for r in results))
+    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(workloads)), 4))
+    width = 0.8 / max(1, len(impls))
+    for j, impl in enumerate(impls):
+        xs, ys = [], []
+        for i, w in enumerate(workloads):
+            r = next((r for r in results if r.workload == w and r.impl == impl), None)
+            if r is not None and r.ok and r.speedup:
+                xs.append(i + j * width)
+                ys.append(r.speedup)
+        ax.bar(xs, ys, width, label=impl)
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(workloads))], workloads,
+                  rotation=20, ha="right")
+    ax.set_yscale("log")
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_ylabel("speedup over dlc eager (median)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,175 @@
+"""Run one workload: dlc on each backend and each peer, agreement first, then timing.
+
+Eager is always run first: it is the reference every other result is checked against, and
+the baseline of every speedup."""
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+import dlc
+from dlc.bench import peers as peer_mod
+from dlc.bench.floors import Floors
+from dlc.bench.timing import Samples, measure
+from dlc.bench.workload import Workload
+from dlc.ir.graph import Graph
+
+
+@dataclass
+class Result:
+    workload: str
+    impl: str                  # backend name, or "peer:NAME"
+    median: float | None = None
+    min: float | None = None
+    max: float | None = None
+    samples: list[float] = field(default_factory=list)
+    compile_cold: float | None = None
+    compile_warm: float | None = None
+    max_abs_err: float | None = None
+    max_rel_err: float | None = None
+    speedup: float | None = None          # eager median / this median
+    floor_fraction: float | None = None   # floor seconds / this median
+    error: str | None = None
+    skipped: str | None = None            # why this pair was not run (no such version)
+    kernels: list = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def random_inputs(graph: Graph, rng: np.random.Generator, int_high: int) -> list[np.ndarray]:
+    out = []
+    for v in graph.user_inputs:
+        dtype = v.type.dtype
+        if dtype.startswith("float"):
+            out.append(rng.standard_normal(v.type.shape).astype(dtype))
+        elif dtype == "bool":
+            out.append(rng.random(v.type.shape) < 0.5)
+        else:
+            out.append(rng.integers(0, int_high, size=v.type.shape).astype(dtype))
+    return out
+
+
+def build_graph(wl: Workload, size: dict) -> tuple[object, Graph]:
+    target, specs = wl.build(**size)
+    graph = target if isinstance(target, Graph) else dlc.trace(target, *specs)
+    return target, graph
+
+
+def compare(got: list, want: list, rtol: float, atol: float) -> tuple[float, float]:
+    """Max abs error and max error relative to the largest reference value; raises if shapes differ, a value is NaN where the
+    reference is not, or the error is beyond rtol/atol."""
+    abs_err = rel_err = 0.0
+    if len(got) != len(want):
+        raise AssertionError(f"{len(got)} outputs, the reference has {len(want)}")
+    for g, w in zip(got, want):
+        g, w = np.asarray(g, dtype=np.float64), np.asarray(w, dtype=np.float64)
+        if g.shape != w.shape:
+            raise AssertionError(f"output shape {g.shape}, the reference has {w.shape}")
+        if np.isnan(g).any() and not np.isnan(w).any():
+            raise AssertionError("NaN in the output")
+        diff = np.abs(g - w)
+        abs_err = max(abs_err, float(diff.max(initial=0.0)))
+        # normwise: elementwise ratios blow up where the reference crosses zero
+        scale = max(float(np.abs(w).max(initial=0.0)), atol)
+        rel_err = max(rel_err, float(diff.max(initial=0.0)) / scale)
+        np.testing.assert_allclose(g, w, rtol=rtol, atol=atol)
+    return abs_err, rel_err
+
+
+def _outputs(result) -> list:
+    return list(result) if isinstance(result, tuple) else [result]
+
+
+def _backend_options(backend: str, threads: int) -> dict:
+    return {"threads": threads} if backend == "llvm" else {}
+
+
+def _compile(graph: Graph, backend: str, threads: int):
+    start = time.perf_counter()
+    exe = dlc.compile(graph, backend=backend, **_backend_options(backend, threads))
+    return exe, time.perf_counter() - start
+
+
+def run_workload(wl: Workload, size: dict, backends: list[str], peers: list[str],
+                 floors: Floors | None, repeat: int, warmup: int, threads: int,
+                 kernels: bool = False, seed: int = 0,
+                 progress: Callable[[str], None] = lambda s: None) -> list[Result]:
+    rng = np.random.default_rng(seed)
+    results: list[Result] = []
+    try:
+        target, graph = build_graph(wl, size)
+    except Exception as e:  # one failing workload must not stop the suite
+        return [Result(wl.name, "build", error=_one_line(e))]
+    arrays = random_inputs(graph, rng, wl.int_high)
+    floor = floors.seconds(wl.flops(size), wl.bytes(size)) if floors else None
+    reference, eager_median = None, None
+    order = ["eager"] + [b for b in backends if b != "eager"]
+    for backend in order:
+        progress(f"{wl.name}: {backend}")
+        r = Result(wl.name, backend)
+        try:
+            exe, r.compile_cold = _compile(graph, backend, threads)
+            _, r.compile_warm = _compile(graph, backend, threads)
+            out = _outputs(exe(*arrays))
+            if reference is None:
+                reference = out
+                if any(np.isnan(np.asarray(o, dtype=np.float64)).any() for o in out):
+                    raise AssertionError("the eager reference output has NaN")
+            else:
+                r.max_abs_err, r.max_rel_err = compare(out, reference, wl.rtol, wl.atol)
+            _time(r, lambda: exe(*arrays), repeat, warmup)
+            if kernels:
+                from dlc.bench.kernels import kernel_report
+                r.kernels = kernel_report(exe, arrays, backend, floors, repeat, threads)
+        except Exception as e:
+            r.error = _one_line(e)
+            if "DLC_BENCH_DEBUG" in __import__("os").environ:
+                traceback.print_exc(file=sys.stderr)
+        if backend == "eager" and r.ok:
+            eager_median = r.median
+        if backend in backends:
+            results.append(r)
+    for peer in peers:
+        progress(f"{wl.name}: {peer}")
+        r = Result(wl.name, f"peer:{peer}")
+        factory = wl.peers.get(peer)
+        if factory is None and peer == "onnxruntime" and not wl.training:
+            factory = wl.peers.get("torch")
+        if factory is None:
+            r.skipped = f"no {peer} version of {wl.name}"
+            results.append(r)
+            continue
+        try:
+            prepared = peer_mod.prepare(peer, factory, target, size, arrays, threads,
+                                        wl.training)
+            out = prepared.outputs(prepared.call())
+            if reference is not None:
+                r.max_abs_err, r.max_rel_err = compare(out, reference, wl.rtol, wl.atol)
+            _time(r, prepared.call, repeat, warmup)
+        except Exception as e:
+            r.error = _one_line(e)
+        results.append(r)
+    for r in results:
+        if r.ok and r.median:
+            if eager_median:
+                r.speedup = eager_median / r.median
+            if floor:
+                r.floor_fraction = floor / r.median
+    return results
+
+
+def _time(r: Result, fn, repeat: int, warmup: int) -> None:
+    s: Samples = measure(fn, repeat=repeat, warmup=warmup)
+    r.samples, r.median, r.min, r.max = s.seconds, s.median, s.min, s.max
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return f"{type(e).__name__}: {text}"[:300]

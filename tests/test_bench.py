@@ -1,0 +1,87 @@
+"""The bench harness at tiny sizes: agreement checks, results, JSON and errors. Timings are
+not asserted (speed is measured by `dlc bench`, never by tests)."""
+import json
+
+import numpy as np
+import pytest
+
+from dlc.bench.floors import Floors
+from dlc.bench.runner import compare, run_workload
+from dlc.cli import import_file, main
+from dlc.cli_bench import SUITE_FILE, THREAD_VARS
+
+SUITE = import_file(SUITE_FILE).SUITE
+FLOORS = Floors(copy_gbs=10.0, copy_method="test", sgemm_gflops=50.0, sgemm_n=0)
+
+
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch):
+    for v in THREAD_VARS:
+        monkeypatch.setenv(v, "1")
+
+
+@pytest.mark.parametrize("wl", SUITE, ids=lambda w: w.name)
+def test_every_workload_agrees_with_its_numpy_and_torch_peers(wl):
+    peers = [p for p in ("numpy", "torch") if p in wl.peers]
+    assert peers, f"{wl.name} has no peer"
+    results = run_workload(wl, dict(wl.tiny), ["eager"], peers, FLOORS, repeat=1, warmup=0,
+                           threads=1)
+    assert [r.impl for r in results] == ["eager"] + [f"peer:{p}" for p in peers]
+    for r in results:
+        assert r.ok, f"{wl.name} {r.impl}: {r.error}"
+        assert r.median > 0 and r.floor_fraction > 0
+    for r in results[1:]:
+        assert r.max_rel_err is not None and np.isfinite(r.max_rel_err)
+
+
+def test_compare_refuses_nan_and_disagreement():
+    want = [np.ones(3)]
+    with pytest.raises(AssertionError, match="NaN"):
+        compare([np.array([1.0, np.nan, 1.0])], want, 1e-5, 1e-6)
+    with pytest.raises(AssertionError):
+        compare([np.array([1.0, 1.1, 1.0])], want, 1e-5, 1e-6)
+    assert compare([np.ones(3)], want, 1e-5, 1e-6) == (0.0, 0.0)
+
+
+def test_a_wrong_peer_is_reported_not_timed():
+    wl = next(w for w in SUITE if w.name == "softmax")
+    broken = dict(wl.peers, numpy=lambda model, size: (lambda x: x))
+    wl = type(wl)(**{**wl.__dict__, "peers": broken})
+    results = run_workload(wl, dict(wl.tiny), ["eager"], ["numpy"], None, 1, 0, 1)
+    assert results[0].ok and not results[1].ok
+    assert "Mismatch" in results[1].error or "Not equal" in results[1].error
+    assert results[1].median is None
+
+
+def test_cli_suite_json_and_kernels(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    rc = main(["bench", "--suite", "standard", "--tiny", "--workloads", "softmax,gemm",
+               "--peers", "numpy", "--repeat", "2", "--threads", "1", "--kernels",
+               "--json", str(out)])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert "softmax" in text and "peer:numpy" in text and "kernels of gemm" in text
+    doc = json.loads(out.read_text())
+    assert doc["machine"]["threads"] == 1 and "numpy" in doc["machine"]["versions"]
+    assert doc["floors"]["copy_gbs"] > 0
+    eager = [r for r in doc["results"] if r["impl"] == "eager"]
+    assert len(eager) == 2 and all(len(r["samples"]) == 2 for r in eager)
+
+
+def test_cli_model_file(capsys):
+    rc = main(["bench", "examples/mlp.py", "--repeat", "1", "--no-floors", "--threads", "1"])
+    assert rc == 0
+    assert "examples/mlp.py:main_model" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["bench", "--suite", "standard", "--backends", "nope"], "unknown backend"),
+    (["bench", "--suite", "standard", "--workloads", "nope"], "unknown workload"),
+    (["bench", "--suite", "standard", "--peers", "nope"], "unknown peer"),
+    (["bench", "examples/mlp.py:nothing"], "defines no 'nothing'"),
+    (["bench"], "name a model"),
+])
+def test_bad_input_is_one_line(argv, message, capsys):
+    assert main(argv + ["--threads", "1"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
