@@ -47,6 +47,8 @@ def _configure(p: argparse.ArgumentParser) -> None:
                    help="skip measuring copy bandwidth and sgemm rate")
     p.add_argument("--json", metavar="OUT", help="write machine, options and every sample")
     p.add_argument("--plot", metavar="OUT.png", help="bar chart of speedups (matplotlib)")
+    p.add_argument("--markdown", metavar="OUT.md",
+                   help="the table as a Markdown page (how docs/benchmarks.md is made)")
 
 
 def _pin_threads(threads: int) -> None:
@@ -141,6 +143,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
                    isinstance(v, (str, int, float, bool, type(None)))}
         report.write_json(args.json, describe(args.threads), floors, results, options)
         print(f"wrote {args.json}", file=sys.stderr)
+    if args.markdown:
+        import datetime
+        command = "dlc " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else \
+            "dlc bench ..."
+        text = report.markdown(results, floors, describe(args.threads), command,
+                               datetime.date.today().isoformat())
+        report.atomic_write(args.markdown, text)
+        print(f"wrote {args.markdown}", file=sys.stderr)
     if args.plot:
         report.plot(args.plot, results)
         print(f"wrote {args.plot}", file=sys.stderr)

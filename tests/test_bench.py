@@ -56,7 +56,7 @@ def test_a_wrong_peer_is_reported_not_timed():
 def test_cli_suite_json_and_kernels(tmp_path, capsys):
     out = tmp_path / "bench.json"
     rc = main(["bench", "--suite", "standard", "--tiny", "--workloads", "softmax,gemm",
-               "--peers", "numpy", "--repeat", "2", "--threads", "1", "--kernels",
+               "--peers", "numpy", "--repeat", "2", "--threads", "1", "--kernels", "--markdown", str(tmp_path / "b.md"),
                "--json", str(out)])
     text = capsys.readouterr().out
     assert rc == 0, text
@@ -66,6 +66,8 @@ def test_cli_suite_json_and_kernels(tmp_path, capsys):
     assert doc["floors"]["copy_gbs"] > 0
     eager = [r for r in doc["results"] if r["impl"] == "eager"]
     assert len(eager) == 2 and all(len(r["samples"]) == 2 for r in eager)
+    page = (tmp_path / "b.md").read_text()
+    assert page.startswith("# Benchmarks") and "| softmax | eager |" in page
 
 
 def test_cli_model_file(capsys):

@@ -56,6 +56,37 @@ def kernel_table(r: Result) -> str:
     return "\n".join(lines)
 
 
+def markdown(results: list[Result], floors: Floors | None, machine: dict, command: str,
+             date: str) -> str:
+    """The suite table as a Markdown page (docs/benchmarks.md), with how to regenerate it."""
+    v = machine["versions"]
+    lines = ["# Benchmarks", "",
+             f"Measured {date} on {machine['cpu']} ({machine['cores']} cores), "
+             f"{machine['threads']} thread(s); " + ", ".join(f"{k} {x}" for k, x in v.items())
+             + ".", "", "Regenerate with:", "", "```sh", command, "```", "",
+             "Median of the samples per call; `vs eager` is dlc's eager median over this "
+             "median (higher is faster); `of floor` is the machine floor (compulsory bytes / "
+             "copy bandwidth, or flops / BLAS sgemm rate, whichever is larger) over this "
+             "median. Every implementation was checked against dlc eager before timing.", "",
+             "| workload | impl | median ms | min ms | max ms | vs eager | of floor | "
+             "max rel err |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        if r.skipped:
+            continue
+        if not r.ok:
+            lines.append(f"| {r.workload} | {r.impl} | failed: {r.error} | | | | | |")
+            continue
+        err = "-" if r.max_rel_err is None else f"{r.max_rel_err:.1e}"
+        lines.append(f"| {r.workload} | {r.impl} | {_ms(r.median)} | {_ms(r.min)} | "
+                     f"{_ms(r.max)} | {_x(r.speedup)} | {_x(r.floor_fraction, '{:.0%}')} | "
+                     f"{err} |")
+    if floors:
+        lines += ["", f"Floors measured in the same run: copy {floors.copy_gbs:.1f} GB/s "
+                      f"({floors.copy_method}); sgemm {floors.sgemm_gflops:.1f} GFLOP/s "
+                      f"(numpy, n={floors.sgemm_n})."]
+    return "\n".join(lines) + "\n"
+
+
 def write_json(path: str, machine: dict, floors: Floors | None, results: list[Result],
                options: dict) -> None:
     doc = {"machine": machine, "options": options,
