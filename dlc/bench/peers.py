@@ -82,7 +82,13 @@ def _prepare_onnxruntime(torch_fn, arrays: list, threads: int) -> PreparedPeer:
     ins = _torch_inputs(arrays, threads)
     buf = io.BytesIO()
     module = torch_fn if isinstance(torch_fn, torch.nn.Module) else _Wrap(torch_fn)
-    torch.onnx.export(module, tuple(ins), buf, dynamo=False)
+    # the exporter knows the composite attention ops, not the fused inference fast path
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        torch.onnx.export(module, tuple(ins), buf, dynamo=False)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     sess = ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
