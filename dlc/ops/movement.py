@@ -11,6 +11,11 @@ output never aliases an input or a caller's array.
 Integer index inputs (take, gather, scatter_add) accept NumPy's range [-n, n): negative
 indices count from the end. Anything outside raises a DlcError at run time naming the op,
 the axis, the bad index and the valid range; indices never wrap silently.
+
+Each op's VJP sits next to it, built only from ops of this module, `sum`, `add` and `full`
+(zeros), so a gradient graph is differentiable again: a selection's adjoint is a placement
+into zeros (zero `pad`, `scatter_add`), a placement's adjoint is a selection (`slice`,
+`gather`), a broadcast's adjoint is a `sum`. docs/ops.md spells out each rule.
 """
 from __future__ import annotations
 
@@ -19,9 +24,11 @@ from typing import Sequence
 import numpy as np
 
 from dlc.errors import DlcError, ShapeError
+from dlc.ir.builder import emit
 from dlc.ir.types import FLOATS, INTS, TensorType
 from dlc.ops.common import require_dtype, same_dtype
 from dlc.ops.registry import MOVEMENT, OPAQUE, Attr, OpDef, register
+from dlc.ops.vjp_utils import unbroadcast, zeros_like
 
 
 # -- shared helpers ----------------------------------------------------------------------------
@@ -68,6 +75,29 @@ def _prefix(shape: Sequence[int]) -> tuple[slice, ...]:
     return tuple(slice(0, k) for k in shape)
 
 
+# -- graph-building helpers of the VJP rules (Tensor in, Tensor out) ---------------------------
+def _pad_axis(g, axis: int, lo: int, hi: int):
+    """Zeros before (lo) and after (hi) `g` along one axis; a negative amount crops."""
+    if lo == hi == 0:
+        return g
+    pads = [0] * (2 * g.ndim)
+    pads[2 * axis:2 * axis + 2] = lo, hi
+    return emit("pad", g, pads=pads)
+
+
+def _slice_axis(g, axis: int, start: int, stop: int):
+    """g's elements [start, stop) along one axis (0 <= start <= stop <= size)."""
+    if (start, stop) == (0, g.shape[axis]):
+        return g
+    starts, stops = [0] * g.ndim, list(g.shape)
+    starts[axis], stops[axis] = start, stop
+    return emit("slice", g, starts=starts, stops=stops, steps=[1] * g.ndim)
+
+
+def _flip_axis(g, axis: int):
+    return g if g.shape[axis] <= 1 else emit("flip", g, axes=(axis,))
+
+
 # -- reshape -----------------------------------------------------------------------------------
 def _reshape_infer(types: list[TensorType], attrs: dict) -> TensorType:
     x, shape = types[0], attrs["shape"]
@@ -85,8 +115,13 @@ def _reshape_impl(x: np.ndarray, shape) -> np.ndarray:
     return x.reshape(shape).copy()
 
 
+def _reshape_vjp(g, out, inputs, attrs):
+    return [g.reshape(inputs[0].shape)]
+
+
 register(OpDef(
     "reshape", MOVEMENT, _reshape_infer, _reshape_impl, attrs=(Attr("shape", "ints"),),
+    vjp=_reshape_vjp,
     doc="Same elements in row-major order, new shape; the element count must match."))
 
 
@@ -112,9 +147,14 @@ def _permute_impl(x: np.ndarray, perm) -> np.ndarray:
     return np.transpose(x, perm).copy()
 
 
+def _permute_vjp(g, out, inputs, attrs):
+    # output axis i is input axis perm[i], so input axis perm[i] is output axis i
+    return [g.permute(tuple(int(i) for i in np.argsort(attrs["perm"])))]
+
+
 register(OpDef(
     "permute", MOVEMENT, _permute_infer, _permute_impl, attrs=(Attr("perm", "ints"),),
-    normalize=_permute_normalize,
+    normalize=_permute_normalize, vjp=_permute_vjp,
     doc="Reorder axes: output axis i is input axis perm[i] (numpy.transpose)."))
 
 
@@ -139,9 +179,13 @@ def _broadcast_to_impl(x: np.ndarray, shape) -> np.ndarray:
     return np.broadcast_to(x, shape).copy()
 
 
+def _broadcast_to_vjp(g, out, inputs, attrs):
+    return [unbroadcast(g, inputs[0].shape)]
+
+
 register(OpDef(
     "broadcast_to", MOVEMENT, _broadcast_to_infer, _broadcast_to_impl,
-    attrs=(Attr("shape", "ints"),),
+    attrs=(Attr("shape", "ints"),), vjp=_broadcast_to_vjp,
     doc="Repeat size-1 axes and prepend axes to reach `shape` (NumPy broadcasting)."))
 
 
@@ -193,10 +237,34 @@ def _slice_impl(x: np.ndarray, starts, stops, steps) -> np.ndarray:
     return x[index].copy()
 
 
+def _place_strided(g, axis: int, size: int, start: int, step: int):
+    """The adjoint of taking range(start, ..., step) (step > 0) from an axis of `size`:
+    g's entries go to those positions, zeros elsewhere. Dilation is a reshape that gives
+    each entry its own axis of length 1, zero-padded to `step` and flattened back."""
+    count = g.shape[axis]
+    if step > 1:
+        shape = g.shape
+        g = g.reshape(shape[:axis + 1] + (1,) + shape[axis + 1:])
+        g = _pad_axis(g, axis + 1, 0, step - 1)
+        g = g.reshape(shape[:axis] + (count * step,) + shape[axis + 1:])
+    # the dilation may overshoot the end by up to step - 1 zeros: a negative pad crops them
+    return _pad_axis(g, axis, start, size - start - g.shape[axis])
+
+
+def _slice_vjp(g, out, inputs, attrs):
+    bounds = zip(inputs[0].shape, attrs["starts"], attrs["steps"])
+    for axis, (size, start, step) in enumerate(bounds):
+        if step < 0:  # the same positions read upwards from the last one taken
+            g = _flip_axis(g, axis)
+            start, step = start + step * (g.shape[axis] - 1), -step
+        g = _place_strided(g, axis, size, start, step)
+    return [g]
+
+
 register(OpDef(
     "slice", MOVEMENT, _slice_infer, _slice_impl,
     attrs=(Attr("starts", "ints"), Attr("stops", "ints"), Attr("steps", "ints")),
-    normalize=_slice_normalize,
+    normalize=_slice_normalize, vjp=_slice_vjp,
     doc="range(start, stop, step) along every axis, bounds in slice.indices form."))
 
 
@@ -212,7 +280,7 @@ def _pad_normalize(types: list[TensorType], attrs: dict) -> dict:
                          f"{x.shape} ({2 * x.ndim} values)")
     if mode not in _PAD_IMPLS:
         raise ShapeError(f"pad: mode {mode!r} is not one of {sorted(_PAD_IMPLS)}")
-    # reflect reads no fill value: store one value so equal pads have equal attributes
+    # only constant reads the fill value: store one value so equal pads have equal attributes
     return {**attrs, "value": attrs["value"] if mode == "constant" else 0.0}
 
 
@@ -227,6 +295,9 @@ def _pad_infer(types: list[TensorType], attrs: dict) -> TensorType:
         if mode == "reflect" and max(lo, hi) > size - 1:
             raise ShapeError(f"pad: reflect pads ({lo}, {hi}) must be smaller than the size "
                              f"{size} of {where}")
+        if mode == "replicate" and size == 0 and max(lo, hi) > 0:
+            raise ShapeError(f"pad: replicate pads ({lo}, {hi}) have no edge to repeat on the "
+                             f"empty {where}")
         shape.append(size + lo + hi)
     return x.with_shape(tuple(shape))
 
@@ -244,27 +315,79 @@ def _reflect_index(size: int, lo: int, hi: int) -> np.ndarray:
     return np.where(i >= size, 2 * (size - 1) - i, i)
 
 
-def _pad_reflect(x: np.ndarray, pairs: list, value: float) -> np.ndarray:
-    # reflection is taken from the whole input and negative pads crop the result (torch's
-    # rule): one index map per axis does both
-    if x.ndim == 0:
-        return x.copy()
-    return x[np.ix_(*[_reflect_index(size, lo, hi) for size, (lo, hi) in zip(x.shape, pairs)])]
+def _replicate_index(size: int, lo: int, hi: int) -> np.ndarray:
+    """Source index of each output position: the edge element repeated at both ends."""
+    return np.clip(np.arange(-lo, size + hi), 0, max(size - 1, 0))
 
 
-_PAD_IMPLS = {"constant": _pad_constant, "reflect": _pad_reflect}
+def _pad_by_index(index_fn):
+    """A pad reference that reads each output position through a per-axis index map. The
+    map is taken over the whole input and negative pads crop the result (torch's rule for
+    reflect and replicate), so one map per axis does both."""
+    def impl(x: np.ndarray, pairs: list, value: float) -> np.ndarray:
+        if x.ndim == 0:
+            return x.copy()
+        return x[np.ix_(*[index_fn(size, lo, hi) for size, (lo, hi) in zip(x.shape, pairs)])]
+    return impl
+
+
+_PAD_IMPLS = {"constant": _pad_constant, "reflect": _pad_by_index(_reflect_index),
+              "replicate": _pad_by_index(_replicate_index)}
 
 
 def _pad_impl(x: np.ndarray, pads, mode: str, value: float) -> np.ndarray:
     return _PAD_IMPLS[mode](x, _pairs(pads), value)
 
 
+def _fold_reflect(g, axis: int, size: int, lo: int, hi: int):
+    """Adjoint of reflect padding one axis by lo, hi >= 0: output position lo - k (k = 1..lo)
+    read x[k] and position lo + size - 1 + k read x[size - 1 - k], so the flipped borders
+    are added back onto x[1 .. lo] and x[size - 1 - hi .. size - 2]."""
+    out = _slice_axis(g, axis, lo, lo + size)
+    if lo:
+        left = _flip_axis(_slice_axis(g, axis, 0, lo), axis)
+        out = out + _pad_axis(left, axis, 1, size - 1 - lo)
+    if hi:
+        right = _flip_axis(_slice_axis(g, axis, lo + size, lo + size + hi), axis)
+        out = out + _pad_axis(right, axis, size - 1 - hi, 1)
+    return out
+
+
+def _fold_replicate(g, axis: int, size: int, lo: int, hi: int):
+    """Adjoint of replicate padding one axis by lo, hi >= 0: each border sums onto the edge
+    element it repeats."""
+    out = _slice_axis(g, axis, lo, lo + size)
+    if lo:
+        left = emit("sum", _slice_axis(g, axis, 0, lo), axes=(axis,), keepdims=True)
+        out = out + _pad_axis(left, axis, 0, size - 1)
+    if hi:
+        right = emit("sum", _slice_axis(g, axis, lo + size, lo + size + hi), axes=(axis,),
+                     keepdims=True)
+        out = out + _pad_axis(right, axis, size - 1, 0)
+    return out
+
+
+_PAD_FOLDS = {"reflect": _fold_reflect, "replicate": _fold_replicate}
+
+
+def _pad_vjp(g, out, inputs, attrs):
+    pads, mode = attrs["pads"], attrs["mode"]
+    if mode == "constant":  # the adjoint of zero-padding is cropping, and the other way round
+        return [emit("pad", g, pads=tuple(-p for p in pads))]
+    # the index map is a product of per-axis maps, so its adjoint goes one axis at a time:
+    # zeros where the forward cropped, then the mode's fold
+    for axis, (size, (lo, hi)) in enumerate(zip(inputs[0].shape, _pairs(pads))):
+        g = _pad_axis(g, axis, max(-lo, 0), max(-hi, 0))
+        g = _PAD_FOLDS[mode](g, axis, size, max(lo, 0), max(hi, 0))
+    return [g]
+
+
 register(OpDef(
     "pad", MOVEMENT, _pad_infer, _pad_impl,
     attrs=(Attr("pads", "ints"), Attr("mode", "str", "constant"), Attr("value", "float", 0.0)),
-    normalize=_pad_normalize,
+    normalize=_pad_normalize, vjp=_pad_vjp,
     doc="Pad (lo, hi) elements per axis: constant fills `value`, reflect mirrors without "
-        "repeating the edge; negative pads crop."))
+        "repeating the edge, replicate repeats the edge element; negative pads crop."))
 
 
 # -- concat ------------------------------------------------------------------------------------
@@ -293,9 +416,17 @@ def _concat_impl(*xs: np.ndarray, axis: int) -> np.ndarray:
     return np.concatenate(xs, axis=axis)
 
 
+def _concat_vjp(g, out, inputs, attrs):
+    axis, grads, start = attrs["axis"], [], 0
+    for x in inputs:  # each input gets back its own stretch of the axis
+        grads.append(_slice_axis(g, axis, start, start + x.shape[axis]))
+        start += x.shape[axis]
+    return grads
+
+
 register(OpDef(
     "concat", MOVEMENT, _concat_infer, _concat_impl, attrs=(Attr("axis", "int"),),
-    arity=(1, None), normalize=_concat_normalize,
+    arity=(1, None), normalize=_concat_normalize, vjp=_concat_vjp,
     doc="Join the inputs along `axis`; they agree on every other axis."))
 
 
@@ -308,9 +439,14 @@ def _flip_impl(x: np.ndarray, axes) -> np.ndarray:
     return np.flip(x, axes).copy()
 
 
+def _flip_vjp(g, out, inputs, attrs):
+    return [emit("flip", g, axes=attrs["axes"])]
+
+
 register(OpDef(
     "flip", MOVEMENT, lambda types, attrs: types[0], _flip_impl, attrs=(Attr("axes", "ints"),),
-    normalize=_flip_normalize, doc="Reverse the order of elements along each of `axes`."))
+    normalize=_flip_normalize, vjp=_flip_vjp,
+    doc="Reverse the order of elements along each of `axes`."))
 
 
 # -- take --------------------------------------------------------------------------------------
@@ -333,9 +469,21 @@ def _take_impl(x: np.ndarray, idx: np.ndarray, axis: int) -> np.ndarray:
     return np.take(x, _checked_index("take", idx, x.shape[axis], axis), axis=axis)
 
 
+def _take_vjp(g, out, inputs, attrs):
+    """Scatter-add g back into zeros: with idx flattened to k entries, take is a gather of
+    the index broadcast over the other axes, (lead, k, tail)."""
+    x, idx = inputs
+    axis = attrs["axis"]
+    lead, tail = x.shape[:axis], x.shape[axis + 1:]
+    k = idx.type.size
+    g = g.reshape(lead + (k,) + tail)
+    idx = idx.reshape((1,) * len(lead) + (k,) + (1,) * len(tail)).broadcast_to(g.shape)
+    return [emit("scatter_add", zeros_like(x), idx, g, axis=axis), None]
+
+
 register(OpDef(
     "take", MOVEMENT, _take_infer, _take_impl, attrs=(Attr("axis", "int"),), arity=2,
-    normalize=_axis_normalize("take"), nondiff=(1,),
+    normalize=_axis_normalize("take"), nondiff=(1,), vjp=_take_vjp,
     doc="numpy.take along `axis`: out shape x.shape[:axis] + idx.shape + "
         "x.shape[axis+1:]; indices in [-n, n)."))
 
@@ -365,9 +513,14 @@ def _gather_impl(x: np.ndarray, idx: np.ndarray, axis: int) -> np.ndarray:
     return np.take_along_axis(x[tuple(region)], idx, axis=axis)
 
 
+def _gather_vjp(g, out, inputs, attrs):
+    x, idx = inputs  # repeated indices read one element several times: scatter_add sums them
+    return [emit("scatter_add", zeros_like(x), idx, g, axis=attrs["axis"]), None]
+
+
 register(OpDef(
     "gather", MOVEMENT, _gather_infer, _gather_impl, attrs=(Attr("axis", "int"),), arity=2,
-    normalize=_axis_normalize("gather"), nondiff=(1,),
+    normalize=_axis_normalize("gather"), nondiff=(1,), vjp=_gather_vjp,
     doc="out[..i..] = x[..idx[..i..] at axis..] (torch.gather); idx has x's rank and fits "
         "inside x outside `axis`; out shape idx.shape; indices in [-n, n)."))
 
@@ -393,9 +546,19 @@ def _scatter_add_impl(x: np.ndarray, idx: np.ndarray, src: np.ndarray,
     return out
 
 
+def _scatter_add_vjp(g, out, inputs, attrs):
+    """x passes through; src[..i..] was added at one place, so it reads g back from there.
+    Entries of src outside idx's region are never read and get zeros."""
+    x, idx, src = inputs
+    g_src = emit("gather", g, idx, axis=attrs["axis"])
+    for axis, (have, want) in enumerate(zip(idx.shape, src.shape)):
+        g_src = _pad_axis(g_src, axis, 0, want - have)
+    return [g, None, g_src]
+
+
 register(OpDef(
     "scatter_add", OPAQUE, _scatter_add_infer, _scatter_add_impl, attrs=(Attr("axis", "int"),),
-    arity=3, normalize=_axis_normalize("scatter_add"), nondiff=(1,),
+    arity=3, normalize=_axis_normalize("scatter_add"), nondiff=(1,), vjp=_scatter_add_vjp,
     doc="x with src[..i..] added at x[..idx[..i..] at axis..] (torch.scatter_add); "
         "repeated indices accumulate; indices in [-n, n)."))
 
@@ -424,8 +587,17 @@ def _upsample_impl(x: np.ndarray, scale) -> np.ndarray:
     return x
 
 
+def _upsample_vjp(g, out, inputs, attrs):
+    """Each input element fills a block of scale[0] x scale[1] x ... outputs: split every
+    spatial axis into (size, scale) and sum over the scale axes."""
+    x, scale = inputs[0], attrs["scale"]
+    blocks = tuple(d for size, s in zip(x.shape[2:], scale) for d in (size, s))
+    g = g.reshape(x.shape[:2] + blocks)
+    return [emit("sum", g, axes=tuple(range(3, g.ndim, 2)), keepdims=False)]
+
+
 register(OpDef(
     "upsample_nearest", MOVEMENT, _upsample_infer, _upsample_impl,
-    attrs=(Attr("scale", "ints"),), normalize=_upsample_normalize,
+    attrs=(Attr("scale", "ints"),), normalize=_upsample_normalize, vjp=_upsample_vjp,
     doc="Repeat each element `scale` times along each spatial axis of x (N, C, *spatial) "
         "(torch.nn.functional.interpolate, mode='nearest', integer scale_factor)."))

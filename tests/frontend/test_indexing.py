@@ -1,9 +1,11 @@
 """x[index] on traced tensors: the compiled result equals NumPy indexing of the same array,
-and indexes a static graph cannot express are TraceErrors that say why."""
+its gradient matches torch.autograd, and indexes a static graph cannot express are
+TraceErrors that say why."""
 import re
 
 import numpy as np
 import pytest
+import torch
 
 import dlc
 from dlc.errors import DlcError, TraceError
@@ -180,3 +182,47 @@ def test_list_of_tensors_is_refused():
     message = trace_error(lambda t, i: t[[i, i]], dlc.TensorSpec(SHAPE),
                           dlc.TensorSpec((), "int64"))
     assert "list index must hold Python ints" in message
+
+
+# -- gradients through indexing ----------------------------------------------------------------
+# (index builder, index array or None): the array is a traced int64 input; its repeated
+# entries (some written negatively) must accumulate their gradients
+GRAD_INDEXES = [
+    (lambda i: (1, slice(None, None, -2), i), np.array([[0, 5, 0], [-1, 2, -6]])),
+    (lambda i: (Ellipsis, None, i, slice(1, None, 2)), np.array([4, -1, 0, 4, 2])),
+    (lambda i: (i, None, -1), np.array([[3, -1], [0, 0]])),       # apart: dims first
+    (lambda i: (slice(None, None, -1), 2, i), np.array([1, 1, -5])),  # side by side
+    (lambda i: (slice(3, 0, -2), None, Ellipsis, slice(None, None, 3)), None),
+    (lambda i: (-1, slice(1, 4, 2), None), None),
+    (lambda i: (slice(None), [0, 3, 0, -1], slice(5, None, -4)), None),  # a const list
+]
+
+
+def torch_index_grad(x: np.ndarray, index, w: np.ndarray) -> np.ndarray:
+    """d sum(x[index] * w) / dx by torch.autograd. torch refuses negative slice steps, so
+    x[index] is taken as a gather of x's flat positions that NumPy's indexing of
+    arange(x.size) selects; repeated positions accumulate in torch's backward."""
+    flat = np.ascontiguousarray(np.arange(x.size).reshape(x.shape)[index])
+    xt = torch.tensor(x, requires_grad=True)
+    (xt.reshape(-1)[torch.from_numpy(flat)] * torch.from_numpy(w)).sum().backward()
+    return xt.grad.numpy()
+
+
+@pytest.mark.parametrize("make,array", GRAD_INDEXES,
+                         ids=[str(k) for k in range(len(GRAD_INDEXES))])
+def test_gradient_through_indexing_matches_torch(make, array, rng):
+    x = rng.standard_normal(SHAPE)
+    index = make(array)
+    w = rng.standard_normal(x[index].shape)
+    specs = [dlc.TensorSpec(SHAPE, "float64"), dlc.TensorSpec(w.shape, "float64")]
+    if array is None:
+        graph = dlc.trace(lambda t, w: (t[index] * w).sum(), *specs)
+        args = [x, w]
+    else:
+        graph = dlc.trace(lambda t, w, i: (t[make(i)] * w).sum(), *specs,
+                          dlc.TensorSpec(array.shape, "int64"))
+        args = [x, w, array]
+    got = dlc.compile(dlc.grad(graph, wrt=["t"]))(*args)
+    expected = torch_index_grad(x, index, w)
+    assert not np.isnan(got).any()
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)

@@ -55,12 +55,14 @@ def case(op: str, inputs: list[Gen], torch_ref, attrs: dict | None = None, **kw)
 
 
 # -- input generators: called with (rng, float dtype of the case) ---------------------------
+# np.asarray keeps a 0-d draw an array: numpy returns a scalar for shape (), which cannot be
+# perturbed in place by the finite-difference checks
 def randn(*shape: int, scale: float = 1.0) -> Gen:
-    return lambda rng, dt: (rng.standard_normal(shape) * scale).astype(dt)
+    return lambda rng, dt: np.asarray(rng.standard_normal(shape) * scale).astype(dt)
 
 
 def uniform(lo: float, hi: float, *shape: int) -> Gen:
-    return lambda rng, dt: rng.uniform(lo, hi, shape).astype(dt)
+    return lambda rng, dt: np.asarray(rng.uniform(lo, hi, shape)).astype(dt)
 
 
 def positive(*shape: int) -> Gen:
@@ -68,11 +70,11 @@ def positive(*shape: int) -> Gen:
 
 
 def randint(lo: int, hi: int, *shape: int, dtype: str = "int64") -> Gen:
-    return lambda rng, dt: rng.integers(lo, hi, shape).astype(dtype)
+    return lambda rng, dt: np.asarray(rng.integers(lo, hi, shape)).astype(dtype)
 
 
 def boolean(*shape: int) -> Gen:
-    return lambda rng, dt: rng.random(shape) < 0.5
+    return lambda rng, dt: np.asarray(rng.random(shape) < 0.5)
 
 
 def fixed(array) -> Gen:

@@ -96,6 +96,7 @@ def _re(shape) -> str:
     ("pad", [f32(3, 4)], dict(pads=[0, 0, 1, 1], mode="edge"), "mode 'edge'"),
     ("pad", [f32(3, 4)], dict(pads=[0, 0, 4, 0], mode="reflect"), "smaller than the size 4"),
     ("pad", [f32(3, 4)], dict(pads=[0, 0, -3, -2]), "crop more than the 4 elements"),
+    ("pad", [f32(3, 0)], dict(pads=[0, 0, 1, 0], mode="replicate"), "no edge to repeat"),
     ("flip", [f32(3, 4)], dict(axes=[1, -1]), "name an axis twice"),
     ("flip", [f32(3, 4)], dict(axes=[2]), "axis 2 is out of range"),
     ("concat", [f32(), f32()], dict(axis=0), "rank >= 1"),
@@ -221,10 +222,27 @@ def test_movement_on_integer_and_bool_tensors(dtype, rng):
          np.pad(x, ((1, 0), (0, 2)), constant_values=1)),
         (run("pad", [x], pads=(0, 2, 1, -1), mode="reflect"),
          np.pad(x, ((0, 2), (1, 0)), mode="reflect")[:, :-1]),
+        (run("pad", [x], pads=(2, -1, -2, 3), mode="replicate"),
+         np.pad(x[:-1, 2:], ((2, 0), (0, 3)), mode="edge")),
     ]
     for got, expected in checks:
         assert got.dtype == expected.dtype
         np.testing.assert_array_equal(got, expected)
+
+
+def test_pad_modes_store_no_fill_value_but_constant():
+    for mode in ("reflect", "replicate"):
+        assert attrs_of("pad", [f32(3, 4)], pads=(0, 0, 1, 1), mode=mode, value=2.0)["value"] \
+            == 0.0
+    assert attrs_of("pad", [f32(3, 4)], pads=(0, 0, 1, 1), value=2.0)["value"] == 2.0
+
+
+def test_replicate_pad_of_a_cropped_axis_repeats_the_new_edge(rng):
+    x = rng.standard_normal(6)
+    np.testing.assert_array_equal(run("pad", [x], pads=(-2, 1), mode="replicate"),
+                                  np.pad(x[2:], (0, 1), mode="edge"))
+    np.testing.assert_array_equal(run("pad", [x], pads=(3, -6), mode="replicate"),
+                                  np.full(3, x[0]))
 
 
 def test_outputs_do_not_alias_inputs(rng):
