@@ -65,6 +65,27 @@ ERRORS = [
      ["output_size [0, 2]", "positive"]),
     ("adaptive_avg_pool", [(1, 1, 8, 8)], {"output_size": (2, 2, 2)}, None,
      ["output_size", "1 or 2 values"]),
+    ("conv_weight_grad", [(1, 2, 8, 8), (1, 4, 5, 5)], {"kernel": 3}, None,
+     ["(1, 4, 5, 5)", "(1, 4, 6, 6)", "conv(x, w)", "(4, 2, 3, 3)"]),
+    ("conv_weight_grad", [(1, 4, 8, 8), (1, 3, 6, 6)], {"kernel": 3, "groups": 2}, None,
+     ["groups=2", "(1, 3, 6, 6)"]),
+    ("conv_weight_grad", [(2, 2, 8, 8), (1, 4, 6, 6)], {"kernel": 3}, None,
+     ["N=2", "(1, 4, 6, 6)"]),
+    ("conv_weight_grad", [(1, 2, 8, 8), (1, 4, 6, 6)], {}, None,
+     ["missing required attribute kernel"]),
+    ("conv_weight_grad", [(1, 2, 8), (1, 4, 6, 6)], {"kernel": 3}, None,
+     ["(1, 4, 6, 6)", "rank 3"]),
+    ("max_pool_argmax", [(1, 1, 8, 8)], {"kernel": 3, "padding": 2}, None,
+     ["padding [2, 2]", "half the kernel [3, 3]"]),
+    ("avg_pool_grad", [(1, 1, 3, 3)], {"kernel": 2, "input_size": 8}, None,
+     ["(1, 1, 3, 3)", "(1, 1, 4, 4)", "(1, 1, 8, 8)"]),
+    ("avg_pool_grad", [(1, 1, 3, 3)], {"kernel": 2, "input_size": (6, 0)}, None,
+     ["input_size [6, 0]", "positive"]),
+    ("avg_pool_grad", [(1, 3)], {"kernel": 2, "input_size": 6}, None,
+     ["g must be (N, C, *spatial)", "(1, 3)"]),
+    ("adaptive_avg_pool_grad", [(1, 1, 2, 2)], {"input_size": (0, 2)}, None,
+     ["input_size [0, 2]", "positive"]),
+    ("adaptive_avg_pool_grad", [(1, 1, 2, 2)], {"input_size": 3}, ["int64"], ["int64"]),
 ]
 
 
@@ -79,8 +100,9 @@ def test_shape_errors(op, shapes, attrs, dtypes, fragments):
 
 
 def test_attrs_are_canonical():
-    """Single ints broadcast to one value per spatial axis; pool stride defaults to kernel;
-    canonical attributes are a fixed point (verify re-normalizes them)."""
+    """Single ints broadcast to one value per spatial axis (gradient ops' kernel and
+    input_size too); pool stride defaults to kernel; canonical attributes are a fixed point
+    (verify re-normalizes them)."""
     g = build("conv", [(1, 2, 8, 8), (4, 2, 3, 3)], {"stride": 2, "padding": (1, 0)})
     assert g.nodes[0].attrs == {"stride": (2, 2), "padding": (1, 0), "dilation": (1, 1),
                                 "groups": 1}
@@ -92,6 +114,16 @@ def test_attrs_are_canonical():
         dlc.verify(g)
     g = build("adaptive_avg_pool", [(1, 2, 7, 5)], {"output_size": 3})
     assert g.nodes[0].attrs["output_size"] == (3, 3)
+    dlc.verify(g)
+    g = build("conv_weight_grad", [(1, 2, 8, 8), (1, 4, 2, 6)],
+              {"kernel": 3, "stride": (3, 1)})
+    assert g.nodes[0].attrs == {"kernel": (3, 3), "stride": (3, 1), "padding": (0, 0),
+                                "dilation": (1, 1), "groups": 1}
+    assert g.nodes[0].type.shape == (4, 2, 3, 3)
+    dlc.verify(g)
+    g = build("avg_pool_grad", [(1, 2, 3)], {"kernel": 2, "input_size": 7})
+    assert g.nodes[0].attrs["stride"] == (2,) and g.nodes[0].attrs["input_size"] == (7,)
+    assert g.nodes[0].type.shape == (1, 2, 7)
     dlc.verify(g)
 
 
@@ -159,17 +191,23 @@ POOL_REFS = {"max_pool": max_pool_ref, "avg_pool": avg_pool_ref,
              "adaptive_avg_pool": adaptive_ref}
 
 
-@pytest.mark.parametrize("op", sorted(POOL_REFS))
-@pytest.mark.parametrize("trial", range(6))
-def test_random_pool_matches_torch(op, trial, rng):
-    """Random windows, strides, padding and ceil_mode (edge windows included), 1-D or 2-D."""
+def random_pool_config(rng: np.random.Generator, op: str) -> tuple[tuple, dict]:
+    """x shape and valid random attributes of a pool, 1-D or 2-D."""
     nsp = int(rng.integers(1, 3))
     attrs = random_pool_attrs(rng, op, nsp)
     spans = [d * (k - 1) + 1 - 2 * p for k, d, p in
              zip(attrs.get("kernel", (1,) * nsp), attrs.get("dilation", (1,) * nsp),
                  attrs.get("padding", (0,) * nsp))]
     size = tuple(int(max(1, s) + rng.integers(0, 6)) for s in spans)
-    x = rng.standard_normal((2, 3) + size).astype(np.float32)
+    return (2, 3) + size, attrs
+
+
+@pytest.mark.parametrize("op", sorted(POOL_REFS))
+@pytest.mark.parametrize("trial", range(6))
+def test_random_pool_matches_torch(op, trial, rng):
+    """Random windows, strides, padding and ceil_mode (edge windows included), 1-D or 2-D."""
+    x_shape, attrs = random_pool_config(rng, op)
+    x = rng.standard_normal(x_shape).astype(np.float32)
     (out,) = run_graph(build(op, [x.shape], attrs), [x])
     expected = POOL_REFS[op](torch.from_numpy(x), **attrs).numpy()
     assert out.dtype == np.float32 and out.shape == expected.shape, (out.shape, attrs)
