@@ -13,7 +13,7 @@ from dlc import ops  # noqa: F401  (registers the op table)
 from dlc.tensor import Tensor, matmul, where  # noqa: F401
 from frontend.tracer import TensorSpec, trace  # noqa: F401
 from dlc.compiler import compile  # noqa: F401
-from dlc.api import call, grad, train_step, value_and_grad  # noqa: F401
+from dlc.api import call, grad, stop_gradient, train_step, value_and_grad  # noqa: F401
 from dlc import optim  # noqa: F401,E402
 from dlc import nn  # noqa: F401,E402
 

@@ -134,6 +134,10 @@ class Tensor:
 
     clip = clamp
 
+    def detach(self) -> "Tensor":
+        """The same values, through which autodiff passes no gradient (stop_gradient)."""
+        return _b.emit("stop_gradient", self)
+
     def cast(self, dtype) -> "Tensor":
         dtype = canonical_dtype(dtype)
         return self if dtype == self.dtype else _b.emit("cast", self, dtype=dtype)

@@ -1,5 +1,7 @@
 """Elementwise ops: unary math and activations, binary arithmetic with NumPy broadcasting,
-comparisons, logical ops, where, cast, the source ops full and arange, tril/triu and one_hot.
+comparisons, logical ops, where, cast, the source ops full and arange, tril/triu, one_hot and
+stop_gradient, each with its VJP (comparisons, logical ops, one_hot's index and stop_gradient
+carry no gradient; full and arange take no inputs).
 
 Semantics where NumPy and PyTorch differ are chosen once here (see docs/ops.md). Every impl
 returns an array of exactly the dtype its `infer` rule gives: constants are made in the
@@ -16,7 +18,9 @@ import numpy as np
 from dlc.errors import ShapeError
 from dlc.ir.types import FLOATS, INTS, TensorType
 from dlc.ops.common import broadcast_shapes, same_dtype
+from dlc.ir.builder import emit
 from dlc.ops.registry import ELEMENTWISE, Attr, OpDef, register
+from dlc.ops.vjp_utils import unbroadcast, zero
 
 NUMERIC = FLOATS + INTS
 ALL = NUMERIC + ("bool",)
@@ -31,7 +35,8 @@ def require(t: TensorType, allowed: Sequence[str], op: str, hint: str = "") -> N
 
 
 def unary(name: str, fn: Callable, dtypes: Sequence[str] = FLOATS, attrs=(),
-          normalize=None, doc: str = "") -> OpDef:
+          normalize=None, doc: str = "", vjp: Callable | None = None,
+          nondiff: tuple[int, ...] = (), decompose: Callable | None = None) -> OpDef:
     """Register a unary op whose output has the input's type."""
     def infer(types, attrs):
         require(types[0], dtypes, name)
@@ -42,11 +47,13 @@ def unary(name: str, fn: Callable, dtypes: Sequence[str] = FLOATS, attrs=(),
             return np.asarray(fn(x, **kw), dtype=x.dtype)
 
     return register(OpDef(name, ELEMENTWISE, infer, impl, attrs=tuple(attrs), arity=1,
-                          normalize=normalize, doc=doc))
+                          normalize=normalize, vjp=vjp, nondiff=nondiff, decompose=decompose,
+                          doc=doc))
 
 
 def binary(name: str, fn: Callable, dtypes: Sequence[str] = NUMERIC, result: str | None = None,
-           hint: str = "", doc: str = "") -> OpDef:
+           hint: str = "", doc: str = "", vjp: Callable | None = None,
+           nondiff: tuple[int, ...] = ()) -> OpDef:
     """Register a broadcasting binary op; `result` fixes the output dtype (comparisons)."""
     def infer(types, attrs):
         dtype = same_dtype(types, name)
@@ -57,7 +64,8 @@ def binary(name: str, fn: Callable, dtypes: Sequence[str] = NUMERIC, result: str
         with np.errstate(all="ignore"):  # integer x // 0 and x % 0 give 0 without a warning
             return np.asarray(fn(a, b), dtype=result or a.dtype)
 
-    return register(OpDef(name, ELEMENTWISE, infer, impl, arity=2, doc=doc))
+    return register(OpDef(name, ELEMENTWISE, infer, impl, arity=2, vjp=vjp, nondiff=nondiff,
+                          doc=doc))
 
 
 def _c(value: float, x: np.ndarray):
@@ -192,56 +200,210 @@ def _softplus_normalize(types, attrs):
     return attrs
 
 
+# -- VJPs --------------------------------------------------------------------------------------
+# Each takes (g, out, inputs, attrs) and returns one cotangent per input (None: zero), built
+# with the Tensor API. Piecewise-constant ops (sign, floor, ceil, round, floor_div) have a zero
+# gradient almost everywhere, as in PyTorch; kinks take the one-sided value PyTorch takes
+# (relu'(0) = 0, abs'(0) = 0).
+def _zero_vjp(g, out, inputs, attrs):
+    return [None] * len(inputs)
+
+
+def _where0(cond, x):
+    return emit("where", cond, x, zero(x.dtype))
+
+
+def _gelu_erf_slope(x):
+    """d/dx x Phi(x) = Phi(x) + x phi(x)."""
+    cdf = ((x * (1 / math.sqrt(2.0))).erf() + 1.0) * 0.5
+    pdf = (x * x * -0.5).exp() * (1 / math.sqrt(2 * math.pi))
+    return cdf + x * pdf
+
+
+def _gelu_tanh_slope(x):
+    """d/dx 0.5 x (1 + tanh(k (x + c x^3))), k = sqrt(2/pi), c = 0.044715."""
+    k, c = math.sqrt(2 / math.pi), 0.044715
+    x2 = x * x
+    t = ((x2 * c + 1.0) * x * k).tanh()
+    return (t + 1.0) * 0.5 + x * 0.5 * (1.0 - t * t) * (x2 * (3 * c) + 1.0) * k
+
+
+def _gelu_vjp(g, out, inputs, attrs):
+    (x,) = inputs
+    slope = _gelu_erf_slope if attrs["approximate"] == "none" else _gelu_tanh_slope
+    return [g * slope(x)]
+
+
+def _silu_vjp(g, out, inputs, attrs):
+    (x,) = inputs
+    s = x.sigmoid()
+    return [g * s * (x * (1.0 - s) + 1.0)]
+
+
+def _softplus_vjp(g, out, inputs, attrs):
+    # sigmoid(beta x) below the threshold; above it the op is x itself (slope 1)
+    (x,) = inputs
+    z = x * attrs["beta"]
+    return [emit("where", z > attrs["threshold"], g, g * z.sigmoid())]
+
+
+UNARY_VJPS: dict[str, Callable] = {
+    "neg": lambda g, out, ins, attrs: [-g],
+    "abs": lambda g, out, ins, attrs: [g * ins[0].sign()],
+    "exp": lambda g, out, ins, attrs: [g * out],
+    "log": lambda g, out, ins, attrs: [g / ins[0]],
+    "sqrt": lambda g, out, ins, attrs: [g * 0.5 / out],
+    "rsqrt": lambda g, out, ins, attrs: [g * -0.5 * out * out * out],
+    "sin": lambda g, out, ins, attrs: [g * ins[0].cos()],
+    "cos": lambda g, out, ins, attrs: [-(g * ins[0].sin())],
+    "tanh": lambda g, out, ins, attrs: [g * (1.0 - out * out)],
+    "sigmoid": lambda g, out, ins, attrs: [g * out * (1.0 - out)],
+    "erf": lambda g, out, ins, attrs: [
+        g * (-ins[0] * ins[0]).exp() * (2 / math.sqrt(math.pi))],
+    "reciprocal": lambda g, out, ins, attrs: [-(g * out * out)],
+    "log1p": lambda g, out, ins, attrs: [g / (ins[0] + 1.0)],
+    "expm1": lambda g, out, ins, attrs: [g * (out + 1.0)],
+    "relu": lambda g, out, ins, attrs: [_where0(ins[0] > 0, g)],
+    "leaky_relu": lambda g, out, ins, attrs: [
+        emit("where", ins[0] > 0, g, g * attrs["negative_slope"])],
+    "gelu": _gelu_vjp,
+    "silu": _silu_vjp,
+    "softplus": _softplus_vjp,
+    "sign": _zero_vjp, "floor": _zero_vjp, "ceil": _zero_vjp, "round": _zero_vjp,
+}
+
+
+def _add_vjp(g, out, inputs, attrs):
+    a, b = inputs
+    return [unbroadcast(g, a.shape), unbroadcast(g, b.shape)]
+
+
+def _sub_vjp(g, out, inputs, attrs):
+    a, b = inputs
+    return [unbroadcast(g, a.shape), -unbroadcast(g, b.shape)]
+
+
+def _mul_vjp(g, out, inputs, attrs):
+    a, b = inputs
+    return [unbroadcast(g * b, a.shape), unbroadcast(g * a, b.shape)]
+
+
+def _div_vjp(g, out, inputs, attrs):
+    a, b = inputs
+    ga = g / b
+    return [unbroadcast(ga, a.shape), -unbroadcast(ga * out, b.shape)]
+
+
+def _mod_vjp(g, out, inputs, attrs):
+    # a mod b = a - b floor(a / b): d/da = 1, d/db = -floor(a / b) (away from the jumps)
+    a, b = inputs
+    return [unbroadcast(g, a.shape), -unbroadcast(g * (a // b), b.shape)]
+
+
+def _pow_vjp(g, out, inputs, attrs):
+    # As PyTorch: d/da is 0 where b == 0 (0 ** -1 would make it NaN at a == 0); d/db is 0
+    # where a == 0 and b >= 0 (log 0 = -inf times 0 ** b); where a < 0, d/db is NaN (the
+    # real power has no derivative in b there) while d/da is b a^(b-1), finite for integer b.
+    a, b = inputs
+    ga = emit("where", b == 0.0, zero(g.dtype), g * b * a ** (b - 1.0))
+    gb = emit("where", emit("logical_and", a == 0.0, b >= 0.0), zero(g.dtype),
+              g * out * a.log())
+    return [unbroadcast(ga, a.shape), unbroadcast(gb, b.shape)]
+
+
+def _extremum_vjp(wins_a, wins_b):
+    """maximum/minimum: the gradient goes to the winner; ties split it evenly, and a NaN
+    (which wins) takes all of it, as PyTorch does."""
+    def vjp(g, out, inputs, attrs):
+        a, b = inputs
+        shared = emit("where", a == b, g * 0.5, g)
+        ga = _where0(emit("logical_not", wins_b(a, b)), shared)
+        gb = _where0(emit("logical_not", wins_a(a, b)), shared)
+        return [unbroadcast(ga, a.shape), unbroadcast(gb, b.shape)]
+    return vjp
+
+
+BINARY_VJPS: dict[str, Callable] = {
+    "add": _add_vjp, "sub": _sub_vjp, "mul": _mul_vjp, "div": _div_vjp, "mod": _mod_vjp,
+    "pow": _pow_vjp, "floor_div": _zero_vjp,
+    "maximum": _extremum_vjp(lambda a, b: a > b, lambda a, b: b > a),
+    "minimum": _extremum_vjp(lambda a, b: a < b, lambda a, b: b < a),
+}
+
+
 # -- unary math ----------------------------------------------------------------------------------
-unary("neg", np.negative, NUMERIC)
-unary("abs", np.abs, NUMERIC)
-unary("sign", np.sign, NUMERIC, doc="-1, 0 or 1; sign(0) = 0 and NaN stays NaN.")
-unary("exp", np.exp)
-unary("log", np.log)
-unary("sqrt", np.sqrt)
-unary("rsqrt", lambda x: np.reciprocal(np.sqrt(x)), doc="1 / sqrt(x).")
-unary("sin", np.sin)
-unary("cos", np.cos)
-unary("tanh", np.tanh)
-unary("sigmoid", _sigmoid, doc="1 / (1 + exp(-x)), without overflow for large |x|.")
-unary("erf", erf, doc="The error function, float64-accurate.")
-unary("reciprocal", np.reciprocal)
-unary("log1p", np.log1p, doc="log(1 + x), accurate for small x.")
-unary("expm1", np.expm1, doc="exp(x) - 1, accurate for small x.")
-unary("floor", np.floor)
-unary("ceil", np.ceil)
-unary("round", np.rint, doc="Round to the nearest integer, halves to even.")
-unary("relu", lambda x: np.maximum(x, np.zeros((), x.dtype)), NUMERIC)
-unary("leaky_relu", _leaky_relu, attrs=(Attr("negative_slope", "float", 0.01),))
-unary("gelu", _gelu, attrs=(Attr("approximate", "str", "none"),), normalize=_gelu_normalize,
-      doc='"none": 0.5 x (1 + erf(x / sqrt 2)); "tanh": the tanh approximation.')
-unary("silu", _silu, doc="x * sigmoid(x).")
-unary("softplus", _softplus, attrs=(Attr("beta", "float", 1.0), Attr("threshold", "float", 20.0)),
-      normalize=_softplus_normalize,
-      doc="log(1 + exp(beta x)) / beta; x itself where beta x > threshold.")
-unary("logical_not", np.logical_not, BOOL)
+def _unary(name: str, fn: Callable, dtypes: Sequence[str] = FLOATS, **kw) -> OpDef:
+    return unary(name, fn, dtypes, vjp=UNARY_VJPS[name], **kw)
+
+
+_unary("neg", np.negative, NUMERIC)
+_unary("abs", np.abs, NUMERIC, doc="Gradient sign(x): 0 at 0.")
+_unary("sign", np.sign, NUMERIC, doc="-1, 0 or 1; sign(0) = 0 and NaN stays NaN. Gradient 0.")
+_unary("exp", np.exp)
+_unary("log", np.log)
+_unary("sqrt", np.sqrt)
+_unary("rsqrt", lambda x: np.reciprocal(np.sqrt(x)), doc="1 / sqrt(x).")
+_unary("sin", np.sin)
+_unary("cos", np.cos)
+_unary("tanh", np.tanh)
+_unary("sigmoid", _sigmoid, doc="1 / (1 + exp(-x)), without overflow for large |x|.")
+_unary("erf", erf, doc="The error function, float64-accurate.")
+_unary("reciprocal", np.reciprocal)
+_unary("log1p", np.log1p, doc="log(1 + x), accurate for small x.")
+_unary("expm1", np.expm1, doc="exp(x) - 1, accurate for small x.")
+_unary("floor", np.floor, doc="Gradient 0.")
+_unary("ceil", np.ceil, doc="Gradient 0.")
+_unary("round", np.rint, doc="Round to the nearest integer, halves to even. Gradient 0.")
+_unary("relu", lambda x: np.maximum(x, np.zeros((), x.dtype)), NUMERIC,
+       doc="max(x, 0); gradient 0 at 0.")
+_unary("leaky_relu", _leaky_relu, attrs=(Attr("negative_slope", "float", 0.01),))
+_unary("gelu", _gelu, attrs=(Attr("approximate", "str", "none"),), normalize=_gelu_normalize,
+       doc='"none": 0.5 x (1 + erf(x / sqrt 2)); "tanh": the tanh approximation.')
+_unary("silu", _silu, doc="x * sigmoid(x).")
+_unary("softplus", _softplus,
+       attrs=(Attr("beta", "float", 1.0), Attr("threshold", "float", 20.0)),
+       normalize=_softplus_normalize,
+       doc="log(1 + exp(beta x)) / beta; x itself where beta x > threshold.")
+unary("logical_not", np.logical_not, BOOL, nondiff=(0,))
+# stop_gradient: its input is nondiff, so no gradient reaches it; the zero VJP keeps autodiff
+# from decomposing it, and the decomposition (x itself) removes it before a backend sees it
+unary("stop_gradient", np.copy, ALL, nondiff=(0,), vjp=_zero_vjp,
+      decompose=lambda inputs, attrs: inputs[0],
+      doc="The identity; autodiff passes no gradient through it (dlc.stop_gradient, "
+          "Tensor.detach).")
+
 
 # -- binary arithmetic -----------------------------------------------------------------------------
-binary("add", np.add)
-binary("sub", np.subtract)
-binary("mul", np.multiply)
-binary("div", np.true_divide, FLOATS,
-       hint="true division of integers is refused: use floor_div, or cast to a float first",
-       doc="True division of floats.")
-binary("floor_div", np.floor_divide, doc="floor(a / b); integer division by zero gives 0.")
-binary("mod", np.mod, doc="a - b * floor(a / b): the divisor's sign; integer x % 0 gives 0.")
-binary("pow", np.power, FLOATS)
-binary("maximum", np.maximum, doc="Elementwise max; NaN propagates.")
-binary("minimum", np.minimum, doc="Elementwise min; NaN propagates.")
+def _binary(name: str, fn: Callable, dtypes: Sequence[str] = NUMERIC, **kw) -> OpDef:
+    return binary(name, fn, dtypes, vjp=BINARY_VJPS[name], **kw)
 
-# -- comparisons and logic -----------------------------------------------------------------------
+
+_binary("add", np.add)
+_binary("sub", np.subtract)
+_binary("mul", np.multiply)
+_binary("div", np.true_divide, FLOATS,
+        hint="true division of integers is refused: use floor_div, or cast to a float first",
+        doc="True division of floats.")
+_binary("floor_div", np.floor_divide,
+        doc="floor(a / b); integer division by zero gives 0. Gradient 0.")
+_binary("mod", np.mod, doc="a - b * floor(a / b): the divisor's sign; integer x % 0 gives 0. "
+                           "Gradients 1 and -floor(a / b).")
+_binary("pow", np.power, FLOATS,
+        doc="a ** b. Gradients as PyTorch: 0 for a where b == 0, 0 for b where a == 0 and "
+            "b >= 0, NaN for b where a < 0.")
+_binary("maximum", np.maximum,
+        doc="Elementwise max; NaN propagates. Ties split the gradient evenly.")
+_binary("minimum", np.minimum,
+        doc="Elementwise min; NaN propagates. Ties split the gradient evenly.")
+
+# -- comparisons and logic (no gradient) -----------------------------------------------------------
 COMPARISONS = {"eq": np.equal, "ne": np.not_equal, "lt": np.less, "le": np.less_equal,
                "gt": np.greater, "ge": np.greater_equal}
 for _name, _fn in COMPARISONS.items():
-    binary(_name, _fn, ALL, result="bool")
+    binary(_name, _fn, ALL, result="bool", nondiff=(0, 1))
 for _name, _fn in {"logical_and": np.logical_and, "logical_or": np.logical_or,
                    "logical_xor": np.logical_xor}.items():
-    binary(_name, _fn, BOOL)
+    binary(_name, _fn, BOOL, nondiff=(0, 1))
 
 
 # -- where, cast -------------------------------------------------------------------------------
@@ -257,8 +419,14 @@ def _where(cond: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.asarray(np.where(cond, a, b), dtype=a.dtype)
 
 
+def _where_vjp(g, out, inputs, attrs):
+    cond, a, b = inputs
+    return [None, unbroadcast(_where0(cond, g), a.shape),
+            unbroadcast(emit("where", cond, zero(g.dtype), g), b.shape)]
+
+
 register(OpDef("where", ELEMENTWISE, _where_infer, _where, arity=3, nondiff=(0,),
-               doc="where(cond, a, b): a where cond is true, else b."))
+               vjp=_where_vjp, doc="where(cond, a, b): a where cond is true, else b."))
 
 
 def _cast(x: np.ndarray, dtype: str) -> np.ndarray:
@@ -266,10 +434,18 @@ def _cast(x: np.ndarray, dtype: str) -> np.ndarray:
         return x.astype(dtype)
 
 
+def _cast_vjp(g, out, inputs, attrs):
+    # a float -> float cast passes the gradient back in the input's dtype; to or from an
+    # integer or bool there is none
+    (x,) = inputs
+    return [g.cast(x.dtype) if x.dtype in FLOATS and g.dtype in FLOATS else None]
+
+
 register(OpDef(
     "cast", ELEMENTWISE, lambda types, attrs: types[0].with_dtype(attrs["dtype"]), _cast,
-    attrs=(Attr("dtype", "dtype"),), arity=1,
-    doc="Convert dtype. float->int truncates toward zero (C and PyTorch semantics)."))
+    attrs=(Attr("dtype", "dtype"),), arity=1, vjp=_cast_vjp,
+    doc="Convert dtype. float->int truncates toward zero (C and PyTorch semantics). Only "
+        "float->float casts pass a gradient."))
 
 
 # -- sources: full, arange -------------------------------------------------------------------
@@ -344,11 +520,20 @@ def _triangle_infer(op: str):
     return infer
 
 
+def _triangle_vjp(op: str):
+    """The gradient keeps the same triangle: tril(g, k) for tril, triu(g, k) for triu."""
+    def vjp(g, out, inputs, attrs):
+        return [emit(op, g, k=attrs["k"])]
+    return vjp
+
+
 register(OpDef("tril", ELEMENTWISE, _triangle_infer("tril"),
                lambda x, k: np.tril(x, k), attrs=(Attr("k", "int", 0),), arity=1,
+               vjp=_triangle_vjp("tril"),
                doc="Zero above diagonal k of the last two axes (j - i > k)."))
 register(OpDef("triu", ELEMENTWISE, _triangle_infer("triu"),
                lambda x, k: np.triu(x, k), attrs=(Attr("k", "int", 0),), arity=1,
+               vjp=_triangle_vjp("triu"),
                doc="Zero below diagonal k of the last two axes (j - i < k)."))
 
 

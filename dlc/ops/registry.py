@@ -86,18 +86,25 @@ class OpDef:
     arity: int | tuple[int, int | None] = 1  # exact count, or (min, max or None)
     # normalize(types, attrs) -> attrs: canonical attrs given input types (axes >= 0, ...)
     normalize: Callable[[list[TensorType], dict], dict] | None = None
-    # vjp(g, out, inputs, attrs) -> one gradient Tensor (or None) per input; written with
-    # the Tensor API so gradients are graphs too.
+    # vjp(g, out, inputs, attrs) -> one gradient Tensor (or None: zero) per input; written
+    # with the Tensor API so gradients are graphs too.
     vjp: Callable | None = None
     # decompose(inputs, attrs) -> Tensor built from primitives.
     decompose: Callable | None = None
-    # indices of inputs that carry no gradient (labels, indices, seeds)
+    # indices of inputs that carry no gradient (labels, indices, seeds); an op whose every
+    # input is listed (or that has none) is not differentiable and needs no VJP
     nondiff: tuple[int, ...] = ()
     doc: str = ""
     attr_map: dict[str, Attr] = field(init=False, repr=False)
 
     def __post_init__(self):
         self.attr_map = {a.name: a for a in self.attrs}
+
+    @property
+    def differentiable(self) -> bool:
+        """Whether a gradient can flow through the op: some input is not in `nondiff`."""
+        most = self.arity if isinstance(self.arity, int) else self.arity[1]
+        return most is None or any(i not in self.nondiff for i in range(most))
 
     def check_arity(self, n: int) -> None:
         lo, hi = (self.arity, self.arity) if isinstance(self.arity, int) else self.arity

@@ -1,5 +1,11 @@
 """Cases for dlc/ops/elementwise.py: every op against torch, with broadcasting, integer and
-bool dtypes, NaN, halves, negative operands of floor_div/mod and float->int truncation."""
+bool dtypes, NaN, halves, negative operands of floor_div/mod and float->int truncation.
+
+The same cases drive the VJP checks (test_vjp_table.py). grad=False marks the cases whose
+inputs sit where the function has no derivative (NaN and inf, jumps of round/floor_div/mod,
+sign at 0, the real power of a negative base); each op also has cases away from them, and
+the kinks that have a defined gradient (ties of maximum/minimum, abs at 0, pow at a zero
+base) have cases of their own."""
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -32,12 +38,14 @@ def tdtype(name: str):
 case("neg", [randn(3, 4)], lambda x: -x)
 case("neg", [randint(-50, 50, 3, 4, dtype="int32")], lambda x: -x, dtypes=INT)
 case("abs", [randn(3, 4)], torch.abs)
+case("abs", [fixed([-1.5, 0.0, 2.0, -0.0])], torch.abs, id="abs-zero")
 case("abs", [randint(-50, 50, 5, dtype="int64")], torch.abs, dtypes=INT)
-case("sign", [small_ints(4, 5)], torch.sign, id="sign-zeros")
+case("sign", [small_ints(4, 5)], torch.sign, grad=False, id="sign-zeros")
+case("sign", [away_from_zero(4, 5)], torch.sign)
 case("sign", [randint(-3, 4, 6, dtype="int32")], torch.sign, dtypes=INT)
 case("exp", [randn(3, 4, scale=3.0)], torch.exp)
 case("log", [positive(3, 4)], torch.log)
-case("log", [fixed([0.0, -1.0, 1.0, np.inf])], torch.log, id="log-edges")
+case("log", [fixed([0.0, -1.0, 1.0, np.inf])], torch.log, grad=False, id="log-edges")
 case("sqrt", [positive(3, 4)], torch.sqrt)
 case("rsqrt", [positive(3, 4)], torch.rsqrt)
 case("sin", [randn(3, 4, scale=4.0)], torch.sin)
@@ -48,7 +56,7 @@ case("sigmoid", [fixed([-1000.0, -100.0, -30.0, 0.0, 30.0, 100.0, 1000.0])], tor
      id="sigmoid-large")
 case("erf", [uniform(-4.0, 4.0, 6, 7)], torch.erf)
 case("erf", [fixed([-10.0, -5.9, -1.5, -0.0, 1e-30, 0.7, 1.5, 2.5, 6.0, np.inf, NAN])],
-     torch.erf, id="erf-edges")
+     torch.erf, grad=False, id="erf-edges")
 case("reciprocal", [away_from_zero(3, 4)], torch.reciprocal)
 case("log1p", [uniform(-0.9, 3.0, 3, 4)], torch.log1p)
 case("log1p", [fixed([1e-12, -1e-9, 3e-7, 1e-4])], torch.log1p, id="log1p-tiny")
@@ -58,12 +66,12 @@ case("floor", [randn(3, 4, scale=3.0)], torch.floor)
 case("ceil", [randn(3, 4, scale=3.0)], torch.ceil)
 case("round", [randn(3, 4, scale=3.0)], torch.round)
 case("round", [fixed([-3.5, -2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 3.5, 0.49999997, -0.51])],
-     torch.round, id="round-halves")
+     torch.round, grad=False, id="round-halves")
 
 # -- activations ---------------------------------------------------------------------------------
 case("relu", [randn(5, 6)], torch.relu)
 case("relu", [randint(-5, 5, 7, dtype="int64")], torch.relu, dtypes=INT)
-case("relu", [fixed([NAN, -1.0, 0.0, 2.0])], torch.relu, id="relu-nan")
+case("relu", [fixed([NAN, -1.0, 0.0, 2.0])], torch.relu, grad=False, id="relu-nan")
 case("leaky_relu", [randn(4, 5)], lambda x: F.leaky_relu(x))
 case("leaky_relu", [randn(4, 5)], lambda x, negative_slope: F.leaky_relu(x, negative_slope),
      attrs={"negative_slope": 0.2})
@@ -81,6 +89,8 @@ case("softplus", [randn(4, 5, scale=5.0)],
 case("softplus", [fixed([-1000.0, -30.0, 19.9, 20.1, 1000.0])], lambda x: F.softplus(x),
      id="softplus-large")
 case("logical_not", [boolean(3, 4)], torch.logical_not, dtypes=INT)
+case("stop_gradient", [randn(3, 4)], lambda x: x.detach())
+case("stop_gradient", [randint(-9, 9, 5, dtype="int32")], lambda x: x, dtypes=INT)
 
 # -- binary arithmetic ---------------------------------------------------------------------------
 case("add", [randn(3, 4), randn(4)], lambda a, b: a + b)
@@ -94,32 +104,49 @@ case("mul", [randn(1), randn(2, 3)], lambda a, b: a * b, id="mul-size-1")
 case("mul", [randint(-9, 9, 3, 4, dtype="int64"), randint(-9, 9, 4, dtype="int64")],
      torch.mul, dtypes=INT)
 case("div", [randn(3, 4), away_from_zero(3, 1)], torch.div)
-case("floor_div", [randn(4, 5, scale=5.0), away_from_zero(5)], torch.floor_divide)
+def _floor_div_grad_ref(a, b):
+    """torch cannot differentiate floor_divide; division rounding down is the same function."""
+    return torch.div(a, b, rounding_mode="floor")
+
+
+case("floor_div", [randn(4, 5, scale=5.0), away_from_zero(5)], torch.floor_divide,
+     extra={"grad_ref": _floor_div_grad_ref})
 case("floor_div", [fixed([7.0, -7.0, 7.0, -7.0, 0.5, -0.5]),
                    fixed([2.0, 2.0, -2.0, -2.0, 0.1, 3.0])],
-     torch.floor_divide, id="floor_div-signs")
+     torch.floor_divide, grad=False, id="floor_div-signs")
 case("floor_div", [randint(-20, 20, 4, 5, dtype="int64"), nonzero_ints(5)],
      torch.floor_divide, dtypes=INT)
 case("floor_div", [randint(-20, 20, 3, 4, dtype="int32"), nonzero_ints(3, 1, dtype="int32")],
      torch.floor_divide, dtypes=INT)
 case("mod", [randn(4, 5, scale=5.0), away_from_zero(5)], torch.remainder)
 case("mod", [fixed([7.0, -7.0, 7.0, -7.0, 0.0, -0.5]), fixed([2.0, 2.0, -2.0, -2.0, 3.0, 3.0])],
-     torch.remainder, id="mod-signs")
+     torch.remainder, grad=False, id="mod-signs")
 case("mod", [randint(-20, 20, 4, 5, dtype="int64"), nonzero_ints(5)], torch.remainder,
      dtypes=INT)
 case("mod", [randint(-20, 20, 3, 4, dtype="int32"), nonzero_ints(3, 1, dtype="int32")],
      torch.remainder, dtypes=INT)
 case("pow", [positive(3, 4), randn(4)], torch.pow)
 case("pow", [fixed([-2.0, -2.0, -3.0, 0.0, -1.5]), fixed([2.0, 3.0, -1.0, 0.5, 0.5])],
-     torch.pow, id="pow-negative-base")
+     torch.pow, grad=False, id="pow-negative-base")
+# a negative base with integer exponents has a derivative in the base only (d/db is NaN);
+# a zero base: d/da = 0 for b = 2 and b = 0 (not 0 * 0**-1), and d/db = 0 for b >= 0
+case("pow", [fixed([-2.0, -1.5, -3.0, 0.5]), fixed([2.0, 3.0, -1.0, 4.0])], torch.pow,
+     extra={"wrt": [0]}, id="pow-negative-base-integer-exponent")
+case("pow", [fixed([0.0, 0.0, 0.0, 2.0]), fixed([2.0, 1.0, 3.0, 0.0])], torch.pow,
+     id="pow-zero-base")
+case("pow", [fixed([0.0, 0.0, 1.5]), fixed([0.0, 0.0, 0.0])], torch.pow, extra={"wrt": [0]},
+     id="pow-zero-base-zero-exponent")
 case("maximum", [randn(3, 4), randn(4)], torch.maximum)
 case("maximum", [fixed([NAN, 1.0, NAN, -2.0]), fixed([0.0, NAN, NAN, 3.0])], torch.maximum,
-     id="maximum-nan")
+     grad=False, id="maximum-nan")
+# small integers tie often: a tie splits the gradient evenly (central differences agree)
+case("maximum", [small_ints(3, 4), small_ints(4)], torch.maximum, id="maximum-ties")
 case("maximum", [randint(-9, 9, 3, 4, dtype="int32"), randint(-9, 9, 1, 4, dtype="int32")],
      torch.maximum, dtypes=INT)
 case("minimum", [randn(3, 1), randn(1, 4)], torch.minimum)
 case("minimum", [fixed([NAN, 1.0, NAN, -2.0]), fixed([0.0, NAN, NAN, 3.0])], torch.minimum,
-     id="minimum-nan")
+     grad=False, id="minimum-nan")
+case("minimum", [small_ints(3, 1), small_ints(1, 4)], torch.minimum, id="minimum-ties")
 case("minimum", [randint(-9, 9, 3, 4, dtype="int64"), randint(-9, 9, 4, dtype="int64")],
      torch.minimum, dtypes=INT)
 
@@ -157,6 +184,12 @@ case("cast", [small_ints(3, 4, lo=-1, hi=2)], _cast_ref, attrs={"dtype": "bool"}
      id="cast-to-bool")
 case("cast", [randn(3, 4)], _cast_ref, attrs={"dtype": "float64"}, id="cast-to-f64")
 case("cast", [randn(3, 4)], _cast_ref, attrs={"dtype": "float32"}, id="cast-to-f32")
+# the gradient of a narrowing cast comes back in float64 (checked against torch only: a
+# float32 output rounds away a finite-difference step)
+case("cast", [lambda rng, dt: rng.standard_normal((3, 4))], _cast_ref,
+     attrs={"dtype": "float32"}, dtypes=("float32",), id="cast-f64-to-f32")
+case("cast", [lambda rng, dt: rng.standard_normal((3, 4)).astype(np.float32)], _cast_ref,
+     attrs={"dtype": "float64"}, dtypes=("float32",), id="cast-f32-to-f64")
 case("cast", [randint(-99, 99, 3, 4, dtype="int32")], _cast_ref, attrs={"dtype": "float32"},
      dtypes=INT, id="cast-i32-to-f32")
 case("cast", [randint(-99, 99, 3, 4, dtype="int64")], _cast_ref, attrs={"dtype": "int32"},

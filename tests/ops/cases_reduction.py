@@ -1,5 +1,6 @@
 """Cases for dlc/ops/reduction.py: several axes (negative ones as a user writes them; the op
-canonicalizes them), keepdims both ways, integer and bool inputs, NaN, and ties in argmax."""
+canonicalizes them), keepdims both ways, integer and bool inputs, NaN, ties in max/min and
+argmax, and zeros in prod (whose gradient has to avoid dividing by them)."""
 import torch
 
 from tests.ops.cases_elementwise import INT, NAN, small_ints
@@ -78,14 +79,41 @@ case("max", [boolean(3, 4)], _max_ref, attrs={"axes": (1,)}, dtypes=INT, id="max
 case("min", [boolean(3, 4)], _min_ref, attrs={"axes": (0,)}, dtypes=INT, id="min-bool")
 
 _NAN_ROWS = [[1.0, NAN, 3.0], [NAN, NAN, 0.0], [-1.0, 2.0, -3.0]]
-case("max", [fixed(_NAN_ROWS)], _max_ref, attrs={"axes": (1,)}, id="max-nan")
-case("min", [fixed(_NAN_ROWS)], _min_ref, attrs={"axes": (0,)}, id="min-nan")
-case("sum", [fixed(_NAN_ROWS)], _sum_ref, attrs={"axes": (1,)}, id="sum-nan")
+case("max", [fixed(_NAN_ROWS)], _max_ref, attrs={"axes": (1,)}, grad=False, id="max-nan")
+case("min", [fixed(_NAN_ROWS)], _min_ref, attrs={"axes": (0,)}, grad=False, id="min-nan")
+case("sum", [fixed(_NAN_ROWS)], _sum_ref, attrs={"axes": (1,)}, grad=False, id="sum-nan")
+
+# ties split the gradient evenly; only two-way ties here: central differences see a slope of
+# 1/2 at any tie (1 on one side, 0 on the other), an even split gives 1/k for k tied values
+case("max", [fixed([[1.0, 3.0, 3.0, 0.0], [2.0, 2.0, -1.0, 0.0], [5.0, 1.0, 5.0, 4.0]])],
+     _max_ref, attrs={"axes": (1,)}, id="max-ties")
+case("min", [fixed([[0.0, 3.0, 0.0, 1.0], [-1.0, 2.0, -1.0, 5.0], [4.0, 2.0, 7.0, 2.0]])],
+     _min_ref, attrs={"axes": (-1,), "keepdims": True}, id="min-ties")
+
+
+def _with_zeros(*shape: int):
+    """Values in [0.5, 1.5) with one zero in row 0 and two in row 1 of the last two axes:
+    the product's gradient is the product of the others, which division cannot give."""
+    def gen(rng, dt):
+        x = rng.uniform(0.5, 1.5, shape)
+        cols = rng.permutation(shape[-1])
+        x[..., 0, cols[0]] = 0.0
+        x[..., 1, cols[1:3]] = 0.0
+        return x.astype(dt)
+    return gen
+
+
+case("prod", [_with_zeros(3, 4)], _prod_ref, attrs={"axes": (1,)}, id="prod-zeros")
+case("prod", [_with_zeros(2, 3, 4)], _prod_ref, attrs={"axes": (-1,), "keepdims": True},
+     id="prod-zeros-keepdims")
+case("prod", [_with_zeros(3, 4)], _prod_ref, attrs={"axes": (0, 1)}, id="prod-zeros-all")
 
 for _c in (0, 1, 2):
     case("var", [randn(4, 6)], _var_ref, attrs={"axes": (1,), "correction": _c})
+# the loss is ~1e4 here, so a step of 1e-6 would leave ~1e-6 of rounding noise in each
+# difference quotient; var is quadratic, so a large step has no truncation error at all
 case("var", [randn(2, 3, 4, scale=100.0)], _var_ref, attrs={"axes": (0, 2), "correction": 0},
-     id="var-scaled")
+     extra={"fd_eps": 1e-3}, id="var-scaled")
 
 # argmax/argmin: small integers as floats make ties common; the first index wins
 for _op, _ref in {"argmax": _argmax_ref, "argmin": _argmin_ref}.items():
