@@ -30,7 +30,7 @@ import numpy as np
 from dlc.errors import DlcError
 
 # Modules that register further subcommands when imported (see `register`).
-COMMAND_MODULES: tuple[str, ...] = ("dlc.cli_bench",)
+COMMAND_MODULES: tuple[str, ...] = ("dlc.cli_bench", "dlc.cli_dump", "dlc.cli_compile", "dlc.cli_train")
 
 HELP_WIDTH = 90
 DEFAULT_FACTORY = "main_model"
@@ -361,29 +361,6 @@ def as_list(result) -> list[np.ndarray]:
 
 def ms(seconds: float) -> str:
     return f"{seconds * 1e3:.2f} ms"
-
-
-# -- dlc dump ----------------------------------------------------------------------------------
-FORMATS: dict[str, Callable[[Any], str]] = {
-    "text": str,
-    "dot": lambda graph: graph.to_dot(),
-}
-
-
-def _configure_dump(p: argparse.ArgumentParser) -> None:
-    add_model_argument(p)
-    p.add_argument("--format", default="text", choices=sorted(FORMATS),
-                   help="text: the IR text form (docs/ir-grammar.md); dot: Graphviz")
-    p.add_argument("-o", "--output", metavar="OUT", help="write to OUT instead of stdout")
-
-
-@register("dump", "print the traced IR of a model", _configure_dump,
-          description="Trace MODEL on its example inputs and print the IR.",
-          epilog=MODEL_HELP)
-def cmd_dump(args: argparse.Namespace) -> int:
-    graph = trace_model(load_model(args.model, args.seed))
-    write_text(FORMATS[args.format](graph), args.output)
-    return 0
 
 
 # -- dlc run -----------------------------------------------------------------------------------

@@ -298,6 +298,7 @@ def test_missing_npy(capsys, tmp_path):
 
 
 def test_commands_come_from_one_table():
+    cli._load_command_modules()  # dump lives in dlc/cli_dump.py, loaded by main()
     assert {"dump", "run", "demo"} <= set(cli.COMMANDS)
     with pytest.raises(ValueError):
         cli.register("dump", "again", lambda p: None)(lambda args: 0)
