@@ -22,6 +22,7 @@ def needs_decomposition_for_grad(node: Node) -> bool:
 def decompose(graph: Graph, select: Callable[[Node], bool] = has_decomposition) -> Graph:
     """Expand every node for which `select` is true; nodes keep their loc and layer scope."""
     from dlc.tensor import Tensor
+    meta = dict(graph.meta)
     while any(select(n) for n in graph.nodes):
         with Builder(graph.name) as b:
             env = copy_inputs(b, graph)
@@ -37,5 +38,5 @@ def decompose(graph: Graph, select: Callable[[Node], bool] = has_decomposition) 
                                          f"the op gives {node.type}")
                 env[node] = out.value
             graph = b.finish([env[v] for v in graph.outputs], graph.aliases)
-            graph.meta = dict(graph.meta)
+            graph.meta = dict(meta)
     return graph

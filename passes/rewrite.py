@@ -16,10 +16,11 @@ def copy_inputs(builder: Builder, graph: Graph) -> dict[Value, Value]:
 
 
 def replay(builder: Builder, node: Node, env: dict[Value, Value]) -> Node:
-    """Emit a copy of `node` with its inputs mapped through `env` (loc and scope kept)."""
+    """Emit a copy of `node` with its inputs mapped through `env` (loc and scope kept; a
+    node without a loc stays without one rather than taking the caller's line)."""
     inputs = tuple(env[v] for v in node.inputs)
-    return builder.emit(node.op, inputs, node.attrs, body=node.body, loc=node.loc,
-                        scope=node.scope)
+    with builder.at(node.loc):
+        return builder.emit(node.op, inputs, node.attrs, body=node.body, scope=node.scope)
 
 
 def inline(builder: Builder, graph: Graph, args: list[Value]) -> list[Value]:
