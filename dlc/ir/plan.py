@@ -1,12 +1,24 @@
 """The memory plan: where each intermediate value lives in one arena.
 
 `passes.memory.plan_memory` computes it and stores it in `graph.meta["memory_plan"]`; the
-text form prints it (offsets as node attributes in the dump), and the llvm and triton
-backends allocate the arena once per Executable and place every planned value at its offset.
+text form prints it (a `memory {...}` header clause and `offset(N)` on each planned node),
+and the llvm and triton backends allocate the arena once per Executable and place every
+planned value at its offset.
 
 Only values produced by top-level nodes are planned. Graph inputs live in the caller's (or
 the Executable's) arrays. A graph output gets its own array unless `inplace` names it: then
 it is written into the buffer of the input it aliases (a training step's parameter update).
+
+Two values may share bytes while both are live in one case only: a node that reads an
+input elementwise (an elementwise op or a "pointwise" fused group, the input of the
+output's shape) and takes that input's buffer at the input's last use (`inplace_reuse`
+lists these pairs). The same holds for `inplace` updates. A kernel that writes in place
+reads each element of the overwritten input before it writes the output element at the
+same index, and never uses its output as scratch. The planner never puts a contraction or
+reduction kernel in place (a GEMM may accumulate in its output), and `dlc.verify` checks
+every plan (dlc/ir/plan_check.py). `passes.memory.run_with_plan` executes a plan the way
+a compiled backend does, as the reference of these semantics. An empty `schedule` means
+the order of graph.nodes; the planner itself emits its nodes in schedule order.
 """
 from __future__ import annotations
 
@@ -28,3 +40,59 @@ class MemoryPlan:
     # reporting only: naive bytes (every value its own buffer) and the peak of live bytes
     naive_bytes: int = 0
     lower_bound_bytes: int = 0
+
+
+# -- shared by the planner (passes/memory), the verifier (dlc/ir/plan_check.py) and reports --
+def aligned(nbytes: int, alignment: int = ALIGNMENT) -> int:
+    """`nbytes` rounded up to a multiple of `alignment`."""
+    return -(-nbytes // alignment) * alignment
+
+
+def planned_positions(graph) -> list[int]:
+    """Positions of the top-level nodes whose values live in the arena: all but outputs."""
+    outputs = {id(v) for v in graph.outputs}
+    return [i for i, node in enumerate(graph.nodes) if id(node) not in outputs]
+
+
+def execution_order(graph, plan: MemoryPlan) -> list[int]:
+    """The plan's schedule; an empty schedule means the order of graph.nodes."""
+    return list(plan.schedule) if plan.schedule else list(range(len(graph.nodes)))
+
+
+def live_ranges(graph, order: list[int]) -> dict[int, tuple[int, int]]:
+    """node position -> (step that computes it, last step that reads it), both inclusive.
+
+    A value nobody reads lives only at its own step. Steps are indices into `order`."""
+    step = {pos: s for s, pos in enumerate(order)}
+    index = {id(node): pos for pos, node in enumerate(graph.nodes)}
+    ranges = {pos: (step[pos], step[pos]) for pos in range(len(graph.nodes))}
+    for pos, node in enumerate(graph.nodes):
+        for v in node.inputs:
+            src = index.get(id(v))
+            if src is not None:
+                first, last = ranges[src]
+                ranges[src] = (first, max(last, step[pos]))
+    return ranges
+
+
+def inplace_reuse(graph, plan: MemoryPlan) -> dict[int, int]:
+    """node position -> position of the input whose buffer it overwrites in place.
+
+    Derived from the offsets: the two values share offset and size, and the input's last
+    reader is this node. Backends must not assume such an output and input are distinct."""
+    order = execution_order(graph, plan)
+    ranges = live_ranges(graph, order)
+    index = {id(node): pos for pos, node in enumerate(graph.nodes)}
+    out = {}
+    for pos, node in enumerate(graph.nodes):
+        if pos not in plan.offsets:
+            continue
+        for v in node.inputs:
+            src = index.get(id(v))
+            if (src is not None and src in plan.offsets and src != pos
+                    and plan.offsets[src] == plan.offsets[pos]
+                    and v.type.nbytes == node.type.nbytes and node.type.nbytes > 0
+                    and ranges[src][1] == ranges[pos][0]):
+                out[pos] = src
+                break
+    return out

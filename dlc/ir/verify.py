@@ -1,15 +1,54 @@
 """`verify(graph)`: the IR invariants every pass must keep.
 
 - every input of a node is defined earlier (a graph input or an earlier node): SSA order,
-  which also rules out cycles;
+  which also rules out cycles, through fused groups too;
 - each op's arity and attributes match its record; the recorded type equals the op's rule;
 - graph input names are unique; outputs are defined; aliases name param/state inputs with
-  the output's type; fused bodies verify too and match their node's inputs and type.
+  the output's type; fused bodies verify too, match their node's inputs and type, and follow
+  the rules of their kind (dlc/ir/groups.py);
+- a memory plan in `graph.meta["memory_plan"]` is sound (dlc/ir/plan_check.py): every
+  planned value has an aligned offset, fits in the arena, and overlaps no value live at the
+  same step; in-place updates come after every reader of the old value.
+
+A graph read from text carries a SourceMap in `graph.meta["source_map"]`: errors then cite
+the line:col of the offending node (and VerifyError gets `.line` / `.col`).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from dlc.errors import DlcError, VerifyError
-from dlc.ir.graph import Graph, Node
+from dlc.ir.graph import Graph, Node, Value
+
+SOURCE_KEY = "source_map"
+
+
+@dataclass
+class SourceMap:
+    """Where the parser read each part of a graph: (line, col) pairs, 1-based."""
+    source: str | None = None
+    nodes: dict[Node, tuple[int, int]] = field(default_factory=dict)    # the node's result
+    names: dict[Node, str] = field(default_factory=dict)                # as written: %h
+    offsets: dict[Node, tuple[int, int]] = field(default_factory=dict)  # its offset(...)
+    plan: tuple[int, int] | None = None                                 # the memory clause
+    inplace: dict[int, tuple[int, int]] = field(default_factory=dict)   # an inplace entry
+
+    def where(self, pos: tuple[int, int] | None) -> str:
+        if pos is None:
+            return ""
+        return f"{self.source + ':' if self.source else ''}{pos[0]}:{pos[1]}: "
+
+
+def positioned_error(graph: Graph, pos_of, message: str) -> VerifyError:
+    """A VerifyError citing line:col when `graph` was parsed from text.
+
+    `pos_of(source_map)` picks the position; the error keeps it as `.line` and `.col`."""
+    smap = graph.meta.get(SOURCE_KEY)
+    pos = pos_of(smap) if isinstance(smap, SourceMap) else None
+    err = VerifyError((smap.where(pos) if pos else "") + message)
+    err.line, err.col = pos if pos else (None, None)
+    err.detail = message  # without the position, for a ParseError that prints its own
+    return err
 
 
 def verify(graph: Graph) -> Graph:
@@ -18,13 +57,22 @@ def verify(graph: Graph) -> Graph:
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
         raise VerifyError(f"@{graph.name}: duplicate input names {sorted(dupes)}")
+    positions = {node: i for i, node in enumerate(graph.nodes)}
     defined = set(graph.inputs)
     for index, node in enumerate(graph.nodes):
-        _verify_node(graph, index, node, defined)
+        _verify_node(graph, index, node, defined, positions)
         defined.add(node)
     for i, out in enumerate(graph.outputs):
         if out not in defined:
             raise VerifyError(f"@{graph.name}: output {i} is not defined in the graph")
+    _verify_aliases(graph)
+    if graph.meta.get("memory_plan") is not None:
+        from dlc.ir.plan_check import verify_plan
+        verify_plan(graph)
+    return graph
+
+
+def _verify_aliases(graph: Graph) -> None:
     for i, name in graph.aliases.items():
         if not 0 <= i < len(graph.outputs):
             raise VerifyError(f"@{graph.name}: alias of output {i}, which does not exist")
@@ -38,27 +86,51 @@ def verify(graph: Graph) -> Graph:
         if target.type != graph.outputs[i].type:
             raise VerifyError(f"@{graph.name}: output {i} ({graph.outputs[i].type}) aliases "
                               f"{name} of type {target.type}")
-    return graph
 
 
-def _verify_node(graph: Graph, index: int, node: Node, defined: set) -> None:
+def _undefined_input(graph: Graph, k: int, v: Value, index: int,
+                     positions: dict[Node, int]) -> str:
+    later = positions.get(v) if isinstance(v, Node) else None
+    if later is None:
+        return (f"input {k} is used before it is defined (or not in this graph): a dangling "
+                f"value; every operand must be a graph input or an earlier node")
+    cycle = _depends_on(graph, v, graph.nodes[index])
+    why = "which depends on this node: a cycle" if cycle else \
+        "which comes later: reorder the nodes"
+    return (f"input {k} is used before it is defined: it is the value of node {later} "
+            f"({v.op.name}), {why} (rule: every value is defined before its first use)")
+
+
+def _depends_on(graph: Graph, value: Node, node: Node) -> bool:
+    """Does `value` depend on `node` (through any chain of top-level nodes)?"""
+    users: dict[Value, list[Node]] = {}
+    for n in graph.nodes:
+        for v in n.inputs:
+            users.setdefault(v, []).append(n)
+    seen, stack = set(), [node]
+    while stack:
+        for u in users.get(stack.pop(), []):
+            if u is value:
+                return True
+            if u not in seen:
+                seen.add(u)
+                stack.append(u)
+    return False
+
+
+def _verify_node(graph: Graph, index: int, node: Node, defined: set,
+                 positions: dict[Node, int]) -> None:
     def fail(msg: str):
-        raise VerifyError(f"@{graph.name} node {index} ({node.op.name} {node.where()}): {msg}")
+        raise positioned_error(graph, lambda s: s.nodes.get(node),
+                               f"@{graph.name} node {index} ({node.op.name} {node.where()}): "
+                               f"{msg}")
 
     for k, v in enumerate(node.inputs):
         if v not in defined:
-            fail(f"input {k} is used before it is defined (or not in this graph)")
+            fail(_undefined_input(graph, k, v, index, positions))
     types = [v.type for v in node.inputs]
     if node.body is not None:
-        body = node.body
-        try:
-            verify(body)
-        except VerifyError as e:
-            fail(f"in its body: {e}")
-        if [v.type for v in body.inputs] != types:
-            fail("body input types differ from the node's input types")
-        if len(body.outputs) != 1 or body.outputs[0].type != node.type:
-            fail(f"body must have one output of type {node.type}")
+        _verify_group(node, types, fail)
         return
     try:
         node.op.check_arity(len(node.inputs))
@@ -72,3 +144,31 @@ def _verify_node(graph: Graph, index: int, node: Node, defined: set) -> None:
         fail(str(e))
     if expected != node.type:
         fail(f"recorded type {node.type} but the op's rule gives {expected}")
+
+
+def _verify_group(node: Node, types: list, fail) -> None:
+    """A node with a body: a fused op whose body verifies, matches it and follows its kind."""
+    from dlc.ir.groups import KINDS, check_body
+    body = node.body
+    if node.op.name != "fused":
+        fail("only fused nodes carry a body")
+    try:
+        verify(body)
+    except VerifyError as e:
+        if getattr(e, "line", None) is None:
+            fail(f"in its body: {e}")
+        inner = VerifyError(str(e))  # cite the body's own node, not the fused node
+        inner.line, inner.col, inner.detail = e.line, e.col, e.detail
+        raise inner from None
+    if [v.type for v in body.inputs] != types:
+        fail("body input types differ from the node's input types")
+    if len(body.outputs) != 1 or body.outputs[0].type != node.type:
+        fail(f"body must have one output of type {node.type}")
+    kind = node.attrs.get("kind", "opaque")
+    if not isinstance(node.attrs.get("name", ""), str) or not isinstance(kind, str):
+        fail("the name and kind attributes of a fused node are strings")
+    if kind not in KINDS:
+        fail(f"unknown fused kind {kind!r}; the kinds are {', '.join(KINDS)}")
+    problem = check_body(kind, body)
+    if problem is not None:
+        fail(f"{problem} (rule: the body of a {kind!r} group, see dlc/ir/groups.py)")

@@ -238,12 +238,12 @@ def build_fused() -> Graph:
     bias = Input("bias", T(5), "param")
     mm = Node(OPS["matmul"], (x, w), {}, T(4, 5), loc="m.py:3")
     body = fused_add_relu(mm.type, bias.type)
-    fused = Node(OPS["fused"], (mm, bias), {"name": "fused_add_relu", "kind": "elementwise"},
+    fused = Node(OPS["fused"], (mm, bias), {"name": "fused_add_relu", "kind": "pointwise"},
                  T(4, 5), loc="m.py:4", scope="block", body=body)
     # a fused node whose body holds another fused node (regions nest)
     inner = fused_add_relu(T(4, 5), T(4, 5))
     o0, o1 = Input("o0", T(4, 5)), Input("o1", T(4, 5))
-    n_inner = Node(OPS["fused"], (o0, o1), {"name": "inner", "kind": "elementwise"}, T(4, 5),
+    n_inner = Node(OPS["fused"], (o0, o1), {"name": "inner", "kind": "pointwise"}, T(4, 5),
                    body=inner)
     n_neg = Node(OPS["neg"], (n_inner,), {}, T(4, 5))
     outer_body = Graph([o0, o1], [n_inner, n_neg], [n_neg], "outer")
@@ -256,7 +256,7 @@ def test_fused_node_round_trip(rng):
     graph = build_fused()
     dlc.verify(graph)
     text = str(graph)
-    assert ('%1: f32[4,5] = fused(%0, %bias) {name = "fused_add_relu", kind = "elementwise"} '
+    assert ('%1: f32[4,5] = fused(%0, %bias) {name = "fused_add_relu", kind = "pointwise"} '
             'loc("m.py":4) scope("block") {') in text
     assert "    ^bb(%a0: f32[4,5], %a1: f32[5]):\n      %0: f32[4,5] = add(%a0, %a1)" in text
     assert "      yield %1\n  }" in text
@@ -281,7 +281,7 @@ def test_fused_node_may_carry_extra_attrs(rng):
     fused = graph.nodes[1]
     fused.attrs.update(ops=("add", "relu"), offset=256, tiles={"m": 4})
     dlc.verify(graph)
-    assert ('{name = "fused_add_relu", kind = "elementwise", ops = ["add", "relu"], '
+    assert ('{name = "fused_add_relu", kind = "pointwise", ops = ["add", "relu"], '
             'offset = 256, tiles = {m = 4}}') in str(graph)
     parsed = roundtrip(graph)
     assert parsed.nodes[1].attrs == fused.attrs
@@ -326,7 +326,9 @@ def edit(old: str, new: str, text: str = BASE) -> str:
 
 BAD = [
     # (id, text, line, col, a regex the message must match)
-    ("dangling value", edit("relu(%0)", "relu(%9)"), 3, 23, r"unknown value %9"),
+    ("dangling value", edit("relu(%0)", "relu(%9)"), 3, 23,
+     r"unknown value %9: no value of that name is defined above this use in graph @g "
+     r"\(a dangling value\)"),
     ("unknown op", edit("relu", "rellu"), 3, 18, r"unknown op 'rellu'.*did you mean relu"),
     ("bad dimension", edit("%1: f32[2,4]", "%1: f32[2,x]"), 3, 13,
      r"expected a dimension .*got 'x'"),
@@ -357,7 +359,8 @@ BAD = [
     ("redefinition", edit("%1: f32[2,4] = relu", "%0: f32[2,4] = relu"), 3, 3,
      r"%0 is already defined at 2:3"),
     ("use before definition", edit("matmul(%x, %w)", "matmul(%x, %1)"), 2, 29,
-     r"unknown value %1: no value of that name is defined above"),
+     r"unknown value %1: it is defined only later, at 3:3 \(rule: every value is "
+     r"defined before its first use; a use above its definition is a cycle"),
     ("bad role", edit("param", "parm"), 1, 43, r"expected a role \(input, param"),
     ("number as input name", edit("%x:", "%5:"), 1, 10, r'quote it as %"5"'),
     ("trailing text", BASE + "\nextra", 6, 1, r"expected end of input"),
@@ -373,7 +376,7 @@ BAD = [
 ]
 
 FUSED_TEXT = """graph @g(%x: f32[2,3] input, %b: f32[3] param) {
-  %0: f32[2,3] = fused(%x, %b) {name = "k", kind = "elementwise"} {
+  %0: f32[2,3] = fused(%x, %b) {name = "k", kind = "pointwise"} {
     ^bb(%a0: f32[2,3], %a1: f32[3]):
       %0: f32[2,3] = add(%a0, %a1)
       yield %0
@@ -383,7 +386,7 @@ FUSED_TEXT = """graph @g(%x: f32[2,3] input, %b: f32[3] param) {
 
 BAD += [
     ("body missing brace", edit("      yield %0\n  }\n", "      yield %0\n", FUSED_TEXT), 6, 3,
-     r"expected '}' to close the body of %0 \(fused\) \(opened at 2:67\), got 'return'"),
+     r"expected '}' to close the body of %0 \(fused\) \(opened at 2:65\), got 'return'"),
     ("body sees only its arguments", edit("add(%a0, %a1)", "add(%x, %a1)", FUSED_TEXT), 4, 26,
      r"unknown value %x.*a body sees only its block arguments"),
     ("body argument type", edit("%a1: f32[3]", "%a1: f32[2,3]", FUSED_TEXT), 2, 28,

@@ -140,7 +140,7 @@ def fused_graph(body_arg_type: TensorType, body_out_type: TensorType,
     a0, a1 = Input("a0", T(2, 3)), Input("a1", body_arg_type)
     inner = node("add", (a0, a1), body_out_type, loc="m.py:8")
     body = Graph([a0, a1], [inner], [inner], "bb")
-    fused = node("fused", (x, b), node_type, {"name": "k", "kind": "elementwise"}, body=body)
+    fused = node("fused", (x, b), node_type, {"name": "k", "kind": "pointwise"}, body=body)
     return Graph([x, b], [fused], [fused], "g")
 
 

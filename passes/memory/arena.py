@@ -1,0 +1,93 @@
+"""run_with_plan: execute a planned graph the way a compiled backend does, through its arena.
+
+The reference semantics of a MemoryPlan: nodes run in the plan's schedule; each planned
+value is written into the arena at its offset and read back from there; an output updated
+in place is written into its input's buffer, so a reader of the old value that runs after
+the update sees the new one. A plan that lets live values overlap therefore computes wrong
+numbers here. The arena starts filled with 0xFF bytes (NaN for floats), so reading a value
+never written shows too.
+
+With check=True every read is compared with what was written (or given): the first value
+clobbered by another is reported by name, so one run checks a plan completely (each node
+then computes from exactly the values the eager interpreter would give it).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from dlc.errors import DlcError
+from dlc.ir.graph import Graph, Node, Value
+from dlc.ir.plan import MemoryPlan, execution_order
+
+
+def _view(arena: np.ndarray, offset: int, node: Node) -> np.ndarray:
+    t = node.type
+    return arena[offset:offset + t.nbytes].view(t.dtype).reshape(t.shape)
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    return np.array_equal(a, b, equal_nan=a.dtype.kind in "fc")
+
+
+class _Reads:
+    """What each value was when it was written, to compare every later read against."""
+
+    def __init__(self, graph: Graph, plan: MemoryPlan):
+        self.graph, self.plan = graph, plan
+        self.saved: dict[Value, np.ndarray] = {}
+        self.writer: dict[Value, int] = {}
+
+    def keep(self, value: Value, array: np.ndarray, step: int) -> None:
+        self.saved[value] = np.array(array, copy=True)
+        self.writer[value] = step
+
+    def check(self, reader: Node | None, step: int, value: Value, array: np.ndarray) -> None:
+        if value in self.saved and not _same(self.saved[value], array):
+            name = getattr(value, "name", None)
+            what = f"input %{name}" if name is not None else \
+                f"%{self.graph.nodes.index(value)} ({value.op.name})"
+            who = f"step {step} ({reader.op.name})" if step < len(self.graph.nodes) else \
+                "the graph's return"
+            raise DlcError(f"@{self.graph.name}: {who} reads {what}, "
+                           f"but its bytes were overwritten after step "
+                           f"{self.writer[value]} wrote it: the plan let another value take "
+                           f"them while it was live")
+
+
+def run_with_plan(graph: Graph, args: list[np.ndarray], check: bool = False) -> list[np.ndarray]:
+    """Outputs of `graph` on `args` (one array per graph input, params included)."""
+    from backends.eager import run_graph
+    plan = graph.meta.get("memory_plan")
+    if not isinstance(plan, MemoryPlan):
+        raise DlcError(f"@{graph.name} has no memory plan; run passes.memory.plan_memory")
+    arena = np.full(plan.arena_bytes, 0xFF, np.uint8)
+    buffers = {v: np.array(a, copy=True) for v, a in zip(graph.inputs, args)}
+    env: dict[Value, np.ndarray] = dict(buffers)
+    reads = _Reads(graph, plan) if check else None
+    if reads is not None:
+        for v, a in buffers.items():
+            reads.keep(v, a, -1)
+    inplace = {id(graph.outputs[i]): graph.input(name) for i, name in plan.inplace.items()}
+    for step, pos in enumerate(execution_order(graph, plan)):
+        node = graph.nodes[pos]
+        ins = [env[v] for v in node.inputs]
+        if reads is not None:
+            for v, a in zip(node.inputs, ins):
+                reads.check(node, step, v, a)
+        out = run_graph(node.body, ins)[0] if node.body is not None else \
+            np.asarray(node.op.impl(*ins, **node.attrs))
+        if pos in plan.offsets:
+            target = _view(arena, plan.offsets[pos], node)
+        elif id(node) in inplace:
+            target = buffers[inplace[id(node)]]  # the old value's own array
+        else:
+            target = np.empty(node.type.shape, node.type.dtype)
+        target[...] = out
+        env[node] = target
+        if reads is not None:
+            reads.keep(node, target, step)
+    if reads is not None:
+        end = graph.nodes[-1] if graph.nodes else None
+        for v in graph.outputs:
+            reads.check(end, len(graph.nodes), v, env[v])
+    return [np.array(env[v], copy=True) for v in graph.outputs]

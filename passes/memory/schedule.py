@@ -1,0 +1,95 @@
+"""Choosing the execution order: a topological order of the nodes, under extra "run before"
+edges (every reader of a parameter before its in-place update), with a low peak of live
+arena bytes.
+
+The greedy list scheduler runs, among the ready nodes, the one that adds the fewest live
+bytes (its value's size, if it lives in the arena, minus the values it is the last reader
+of), ties to the earlier node. The planner plans both the given order and the greedy one
+and keeps the smaller arena.
+"""
+from __future__ import annotations
+
+from dlc.ir.graph import Graph, Node
+from dlc.ir.plan import aligned
+
+Edges = dict[Node, set[Node]]  # node -> nodes that must run before it (beyond its inputs)
+
+
+def predecessors(graph: Graph, extra: Edges) -> dict[Node, set[Node]]:
+    index = set(graph.nodes)
+    return {n: {v for v in n.inputs if v in index} | extra.get(n, set()) for n in graph.nodes}
+
+
+def respects(order: list[Node], preds: dict[Node, set[Node]]) -> bool:
+    step = {n: s for s, n in enumerate(order)}
+    return all(step[p] < step[n] for n in order for p in preds[n])
+
+
+def peak_bytes(graph: Graph, order: list[Node], alignment: int) -> int:
+    """The most aligned bytes of arena values (non-output node values) live at one step."""
+    outputs = set(graph.outputs)
+    last = {}
+    for s, node in enumerate(order):
+        for v in node.inputs:
+            last[v] = s
+    live = peak = 0
+    frees: dict[int, int] = {}
+    for s, node in enumerate(order):
+        if node not in outputs:
+            size = aligned(node.type.nbytes, alignment)
+            live += size
+            end = last.get(node, s)
+            frees[end] = frees.get(end, 0) + size
+        peak = max(peak, live)
+        live -= frees.pop(s, 0)
+    return peak
+
+
+def greedy_order(graph: Graph, preds: dict[Node, set[Node]], alignment: int) -> list[Node]:
+    position = {n: i for i, n in enumerate(graph.nodes)}
+    outputs = set(graph.outputs)
+    readers: dict[Node, set[Node]] = {n: set() for n in graph.nodes}
+    for n in graph.nodes:
+        for v in n.inputs:
+            if v in readers:
+                readers[v].add(n)
+    pending = {n: len(readers[n]) for n in graph.nodes}  # readers not yet run
+    waiting = {n: len(preds[n]) for n in graph.nodes}
+    after: dict[Node, list[Node]] = {n: [] for n in graph.nodes}
+    for n, ps in preds.items():
+        for p in ps:
+            after[p].append(n)
+    ready = [n for n in graph.nodes if waiting[n] == 0]
+    order: list[Node] = []
+
+    def growth(n: Node) -> int:
+        size = 0 if n in outputs else aligned(n.type.nbytes, alignment)
+        freed = sum(aligned(v.type.nbytes, alignment) for v in set(n.inputs)
+                    if v in pending and v not in outputs and pending[v] == 1)
+        return size - freed
+
+    while ready:
+        best = min(ready, key=lambda n: (growth(n), position[n]))
+        ready.remove(best)
+        order.append(best)
+        for v in set(best.inputs):
+            if v in pending:
+                pending[v] -= 1
+        for n in after[best]:
+            waiting[n] -= 1
+            if waiting[n] == 0:
+                ready.append(n)
+    if len(order) != len(graph.nodes):
+        raise AssertionError(f"schedule of @{graph.name}: the ordering constraints are cyclic")
+    return order
+
+
+def candidate_orders(graph: Graph, extra: Edges, alignment: int) -> list[list[Node]]:
+    """The orders worth planning: the given order when it respects `extra`, and the greedy
+    order when it differs (the planner keeps whichever places into the smaller arena)."""
+    preds = predecessors(graph, extra)
+    greedy = greedy_order(graph, preds, alignment)
+    given = list(graph.nodes)
+    if not respects(given, preds):
+        return [greedy]
+    return [given] if greedy == given else [given, greedy]
