@@ -19,13 +19,15 @@ def linear(input, weight, bias=None) -> Tensor:
     if w.ndim not in (1, 2) or x.shape[-1:] != w.shape[-1:]:
         raise _fail("linear", f"input {x.shape} does not match weight {w.shape} "
                               f"(expected input (..., {w.shape[-1]}))")
-    if x.ndim > 2:
-        # one plain GEMM over all leading axes rather than a batched matmul
+    if x.ndim > 2 and w.ndim == 2:
+        # one plain GEMM over all leading axes rather than a batched matmul; the bias is
+        # added before the reshape back so that fusion makes it the GEMM's epilogue
         lead = x.shape[:-1]
         y = _matmul(x.reshape(-1, x.shape[-1]), w.T)
-        y = y.reshape(lead + y.shape[1:])
-    else:
-        y = _matmul(x, w.T)
+        if bias is not None:
+            y = y + _t(bias, y.dtype)
+        return y.reshape(lead + y.shape[1:])
+    y = _matmul(x, w.T)
     return y if bias is None else y + _t(bias, y.dtype)
 
 
