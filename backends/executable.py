@@ -4,6 +4,10 @@
 binds parameters and state kept inside the Executable, runs, writes aliased outputs (updated
 params/state of a training step) back into the Executable, and returns the other outputs:
 one array, or a tuple.
+
+A training step (graph.meta["train_step"], built by dlc.train_step) is checked after it
+runs: a NaN or Inf loss leaves params and state untouched and raises NonFiniteLossError
+naming the step, or with on_nonfinite="skip" is recorded in `skipped_steps`.
 """
 from __future__ import annotations
 
@@ -13,6 +17,16 @@ import numpy as np
 
 from dlc.errors import ArgumentError, DlcError
 from dlc.ir.graph import Graph
+
+
+class NonFiniteLossError(DlcError):
+    """A training step's loss was NaN or Inf; the parameters were not updated."""
+
+    def __init__(self, step: int, loss: float):
+        self.step, self.loss = step, loss
+        super().__init__(f"training step {step}: the loss is {loss} (NaN or Inf in the loss "
+                         f"or its gradients); parameters were not updated (compile with "
+                         f"on_nonfinite='skip' to skip such steps)")
 
 
 class Executable:
@@ -77,17 +91,35 @@ class Executable:
     def __call__(self, *args):
         results = self.run(self.bind(args))
         if self.graph.meta.get("train_step") and not np.all(np.isfinite(results[0])):
-            step = int(self.state.get("optim.step", -1)) + 1
-            if self.on_nonfinite == "raise":
-                raise DlcError(f"training step {step}: the loss is {results[0]}; parameters "
-                               f"were not updated (compile with on_nonfinite='skip' to skip "
-                               f"such steps)")
-            self.skipped_steps.append(step)
+            self.nonfinite_loss(results[0], int(self.state.get("optim.step", 0)))
             return results[0]
         for i, name in self.graph.aliases.items():
             self.state[name] = results[i]
         ret = [results[i] for i in self.returned]
         return ret[0] if len(ret) == 1 else tuple(ret)
+
+    def nonfinite_loss(self, loss, optimizer_steps: int) -> None:
+        """A training step whose loss is NaN or Inf: raise NonFiniteLossError naming the step
+        (the count of calls, 1-based), or with on_nonfinite='skip' record it in
+        `skipped_steps`. Either way the caller leaves params and state as they were."""
+        step = optimizer_steps + len(self.skipped_steps) + 1
+        if self.on_nonfinite == "raise":
+            raise NonFiniteLossError(step, float(np.asarray(loss)))
+        self.skipped_steps.append(step)
+
+    def load_state_dict(self, state: dict[str, np.ndarray], strict: bool = True) -> None:
+        """Replace stored params/state by name (PyTorch names for traced modules), e.g. to
+        evaluate trained weights with an inference Executable. Each array must have the
+        input's shape and dtype; with strict=False, names the graph does not take are
+        ignored."""
+        unknown = [k for k in state if k not in self.state]
+        if unknown and strict:
+            raise ArgumentError(f"load_state_dict: @{self.graph.name} has no param/state "
+                                f"input named {', '.join(sorted(unknown))}")
+        for name, array in state.items():
+            if name in self.state:
+                v = self.graph.input(name)
+                self.state[name] = self._check(v, array, f"{v.role} {name!r}").copy()
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Parameters and buffers by name (PyTorch names for traced modules); for a training

@@ -30,7 +30,7 @@ import numpy as np
 from dlc.errors import DlcError
 
 # Modules that register further subcommands when imported (see `register`).
-COMMAND_MODULES: tuple[str, ...] = ("dlc.cli_bench", "dlc.cli_dump", "dlc.cli_compile", "dlc.cli_train")
+COMMAND_MODULES: tuple[str, ...] = ("dlc.cli_bench", "dlc.cli_dump", "dlc.cli_compile", "dlc.cli_train", "dlc.cli_cache")
 
 HELP_WIDTH = 90
 DEFAULT_FACTORY = "main_model"

@@ -15,6 +15,7 @@ from typing import Callable
 
 import numpy as np
 
+from dlc.errors import DlcError
 from dlc.tensor import Tensor, where
 
 Schedule = Callable[[Tensor], "Tensor | float"]
@@ -28,14 +29,23 @@ def constant(lr: float) -> Schedule:
 
 def step_decay(lr: float, step_size: int, gamma: float = 0.1) -> Schedule:
     """lr * gamma ** floor((step - 1) / step_size), like torch's StepLR stepped per step."""
+    if step_size < 1 or gamma < 0:
+        raise DlcError(f"step_decay: step_size must be >= 1 and gamma >= 0, got step_size="
+                       f"{step_size}, gamma={gamma}")
+
     def schedule(step: Tensor) -> Tensor:
         k = ((step - 1.0) / float(step_size)).floor()
-        return (k * math.log(gamma)).exp() * lr
+        return float(gamma) ** k * lr
     return schedule
 
 
 def warmup_cosine(lr: float, warmup: int, total: int, min_lr: float = 0.0) -> Schedule:
-    """Linear warmup over `warmup` steps, then cosine decay to `min_lr` at step `total`."""
+    """Linear warmup to `lr` over steps 1..`warmup`, then cosine decay to `min_lr` at step
+    `total` (and `min_lr` after it)."""
+    if warmup < 0 or total < warmup:
+        raise DlcError(f"warmup_cosine: need 0 <= warmup <= total, got warmup={warmup}, "
+                       f"total={total}")
+
     def schedule(step: Tensor) -> Tensor:
         warm = step * (lr / max(warmup, 1))
         progress = ((step - warmup) / float(max(total - warmup, 1))).clamp(0.0, 1.0)
@@ -45,7 +55,23 @@ def warmup_cosine(lr: float, warmup: int, total: int, min_lr: float = 0.0) -> Sc
 
 
 def _as_schedule(lr) -> Schedule:
-    return lr if callable(lr) else constant(float(lr))
+    if callable(lr):
+        return lr
+    _require(isinstance(lr, (int, float)) and lr >= 0, "lr",
+             f"a number >= 0 or a schedule, got {lr!r}")
+    return constant(float(lr))
+
+
+def _require(ok: bool, what: str, expected: str) -> None:
+    """Bad hyperparameters fail when the optimizer is built, naming the argument."""
+    if not ok:
+        raise DlcError(f"optimizer argument {what}: expected {expected}")
+
+
+def _check_betas(betas) -> tuple[float, float]:
+    _require(len(betas) == 2 and all(0.0 <= b < 1.0 for b in betas), "betas",
+             f"two numbers in [0, 1), got {betas!r}")
+    return float(betas[0]), float(betas[1])
 
 
 # -- optimizers ------------------------------------------------------------------------------
@@ -60,14 +86,21 @@ class Optimizer:
     def __init__(self, lr=1e-3, weight_decay: float = 0.0,
                  clip_grad_norm: float | None = None):
         self.lr = _as_schedule(lr)
+        _require(weight_decay >= 0, "weight_decay", f"a number >= 0, got {weight_decay!r}")
+        _require(clip_grad_norm is None or clip_grad_norm > 0, "clip_grad_norm",
+                 f"None or a number > 0, got {clip_grad_norm!r}")
         self.weight_decay = float(weight_decay)
-        self.clip_grad_norm = clip_grad_norm
+        self.clip_grad_norm = None if clip_grad_norm is None else float(clip_grad_norm)
 
     def init_state(self, param: np.ndarray) -> dict[str, np.ndarray]:
+        """The initial value of each per-parameter moment (zeros, like torch's)."""
         return {name: np.zeros_like(param) for name in self.state_names}
 
     def update(self, p: Tensor, g: Tensor, state: dict[str, Tensor], step: Tensor,
-               lr: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+               lr: "Tensor | float") -> tuple[Tensor, dict[str, Tensor]]:
+        """Graph code of one step for one parameter: (new p, {moment: new value}).
+
+        `step` is 1 on the first step; `lr` is this step's rate from the schedule."""
         raise NotImplementedError
 
 
@@ -78,6 +111,9 @@ class SGD(Optimizer):
                  nesterov: bool = False, weight_decay: float = 0.0,
                  clip_grad_norm: float | None = None):
         super().__init__(lr, weight_decay, clip_grad_norm)
+        _require(momentum >= 0, "momentum", f"a number >= 0, got {momentum!r}")
+        _require(not nesterov or (momentum > 0 and dampening == 0), "nesterov",
+                 "momentum > 0 and dampening 0 with nesterov=True (as torch requires)")
         self.momentum, self.dampening, self.nesterov = momentum, dampening, nesterov
         self.state_names = ("momentum_buffer",) if momentum else ()
 
@@ -102,7 +138,8 @@ class Adam(Optimizer):
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, clip_grad_norm: float | None = None):
         super().__init__(lr, weight_decay, clip_grad_norm)
-        self.betas, self.eps = betas, eps
+        _require(eps >= 0, "eps", f"a number >= 0, got {eps!r}")
+        self.betas, self.eps = _check_betas(betas), float(eps)
 
     def update(self, p, g, state, step, lr):
         b1, b2 = self.betas
@@ -112,10 +149,19 @@ class Adam(Optimizer):
             g = g + p * self.weight_decay
         m = state["exp_avg"] * b1 + g * (1.0 - b1)
         v = state["exp_avg_sq"] * b2 + g * g * (1.0 - b2)
-        bias1 = 1.0 - (step * math.log(b1)).exp()
-        bias2 = 1.0 - (step * math.log(b2)).exp()
-        denom = v.sqrt() / bias2.sqrt() + self.eps
+        bias1 = _bias_correction(b1, step)
+        bias2 = _bias_correction(b2, step)
+        bias2_sqrt = bias2.sqrt() if isinstance(bias2, Tensor) else 1.0
+        denom = v.sqrt() / bias2_sqrt + self.eps
         return p - (lr / bias1) * m / denom, {"exp_avg": m, "exp_avg_sq": v}
+
+
+def _bias_correction(beta: float, step: Tensor) -> "Tensor | float":
+    """1 - beta**step, as -expm1(step * log(beta)): accurate in float32 even when beta**step
+    is close to 1 (beta2 = 0.999 on the first steps)."""
+    if beta == 0.0:
+        return 1.0
+    return -(step * math.log(beta)).expm1()
 
 
 class AdamW(Adam):
@@ -136,7 +182,7 @@ class Lion(Optimizer):
     def __init__(self, lr=1e-4, betas=(0.9, 0.99), weight_decay: float = 0.0,
                  clip_grad_norm: float | None = None):
         super().__init__(lr, weight_decay, clip_grad_norm)
-        self.betas = betas
+        self.betas = _check_betas(betas)
 
     def update(self, p, g, state, step, lr):
         b1, b2 = self.betas
@@ -154,6 +200,9 @@ class RMSprop(Optimizer):
                  weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
                  clip_grad_norm: float | None = None):
         super().__init__(lr, weight_decay, clip_grad_norm)
+        _require(0 <= alpha <= 1, "alpha", f"a number in [0, 1], got {alpha!r}")
+        _require(eps >= 0 and momentum >= 0, "eps, momentum",
+                 f"numbers >= 0, got eps={eps!r}, momentum={momentum!r}")
         self.alpha, self.eps, self.momentum, self.centered = alpha, eps, momentum, centered
         self.state_names = ("square_avg",) + (("momentum_buffer",) if momentum else ()) + \
             (("grad_avg",) if centered else ())

@@ -75,7 +75,11 @@ def _pointwise_loss(op: str, fn: str, input, target, reduction, size_average, re
                     weight, error) -> Tensor:
     reduction = _reduction(fn, reduction, size_average, reduce)
     x, y = binary_operands(_t(input), _t(target))
-    shape = np.broadcast_shapes(x.shape, y.shape)
+    try:
+        shape = np.broadcast_shapes(x.shape, y.shape)
+    except ValueError:
+        raise _fail(fn, f"target {y.shape} does not broadcast with the input {x.shape}") \
+            from None
     x, y = x.broadcast_to(shape), y.broadcast_to(shape)
     if weight is None:
         return emit(op, x, y, reduction=reduction)
