@@ -13,8 +13,9 @@ demo: $(BASE_STAMP)
 	$(VENV)/bin/dlc demo
 
 # pytest's own exit status fails the recipe, so "no tests collected" (5) fails `make test`.
+# one BLAS thread: the suite runs many small products, where threads only add overhead
 test: $(DEV_STAMP)
-	$(PY) -m pytest -q
+	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest -q
 
 $(PY):
 	python3 -m venv $(VENV)

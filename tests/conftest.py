@@ -1,7 +1,13 @@
 import os
 import sys
 
-import numpy as np
+# The tests run many small matrix products: BLAS threads cost more in start-up and
+# contention than they gain, and on a shared machine they can slow the suite manyfold.
+# Set before numpy loads its BLAS (the Makefile sets it for the whole process too).
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
