@@ -7,6 +7,8 @@ as in its state_dict, carrying their current values.
 """
 from __future__ import annotations
 
+import sys
+
 import inspect
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -90,8 +92,12 @@ def layer_scope(module):
     tr = _ACTIVE[-1]
     path = tr.paths.get(id(module))
     label = f"{path} ({type(module).__name__})" if path else type(module).__name__
-    with tr.builder.scope(label):
-        yield
+    tr.builder.layer_locs.append(getattr(module, "_defined_at", None))
+    try:
+        with tr.builder.scope(label):
+            yield
+    finally:
+        tr.builder.layer_locs.pop()
 
 
 def _as_spec(spec: Any, index: int) -> TensorSpec:
@@ -129,6 +135,7 @@ def trace(fn_or_module, *specs, name: str | None = None, module=None) -> Graph:
         name = type(fn_or_module).__name__ if is_module else getattr(fn, "__name__", "main")
         name = name if name.isidentifier() else "main"
     builder = Builder(name)
+    builder.entry_frame = sys._getframe()
     tr = _Trace(builder)
     specs = [_as_spec(s, i) for i, s in enumerate(specs)]
     names = _input_names(fn, len(specs))

@@ -25,10 +25,13 @@ _BOUNDARIES = tuple(os.path.join(_ROOT, "dlc", f) for f in ("cli.py", "__main__.
 _STACK: list["Builder"] = []
 
 
-def user_loc() -> str | None:
-    """file:line of the innermost caller outside dlc's own packages."""
+def user_loc(stop=None) -> str | None:
+    """file:line of the innermost caller outside dlc's own packages, looking no further out
+    than the frame `stop` (a trace's own frame: what called the trace is not the model)."""
     frame = sys._getframe(1)
     while frame is not None:
+        if frame is stop:
+            return None
         fname = frame.f_code.co_filename
         if fname in _BOUNDARIES:
             return None
@@ -52,6 +55,10 @@ class Builder:
         self.nodes: list[Node] = []
         self.scopes: list[str] = []
         self.loc_override: list[str | None] = []
+        # where the layers being called were built: the loc of nodes whose code is all dlc's
+        # own (a Sequential of library layers), found by no frame of the user's
+        self.layer_locs: list[str | None] = []
+        self.entry_frame = None  # set by the tracer to its own frame
         self._const_cache: dict[int, Input] = {}
 
     def __enter__(self) -> "Builder":
@@ -90,7 +97,11 @@ class Builder:
         opdef = get_op(op) if isinstance(op, str) else op
         op = opdef.name
         if loc is None:
-            loc = self.loc_override[-1] if self.loc_override else user_loc()
+            if self.loc_override:
+                loc = self.loc_override[-1]
+            else:
+                loc = user_loc(self.entry_frame) or next(
+                    (where for where in reversed(self.layer_locs) if where), None)
         if scope is None:
             scope = self.scopes[-1] if self.scopes else None
         types = [v.type for v in inputs]

@@ -11,6 +11,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from dlc.errors import DlcError
+from dlc.ir.builder import user_loc
 
 
 class Parameter:
@@ -31,6 +32,9 @@ class Module:
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
         object.__setattr__(self, "_path", "")
+        # the user's line that built this layer: the loc of its nodes when no frame of the
+        # user's is on the stack at trace time (a library layer called by another)
+        object.__setattr__(self, "_defined_at", user_loc())
 
     # -- attribute registry -------------------------------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
