@@ -29,6 +29,7 @@ __all__ = [
     "adaptive_avg_pool2d", "interpolate", "pad",
     # normalization, dropout, embedding
     "layer_norm", "rms_norm", "group_norm", "batch_norm", "normalize", "dropout",
+    "rand", "randn", "rand_like", "randn_like",
     "embedding", "one_hot",
     # losses
     "cross_entropy", "nll_loss", "mse_loss", "l1_loss", "binary_cross_entropy",

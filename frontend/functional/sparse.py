@@ -1,4 +1,4 @@
-"""Dropout, embedding and one_hot."""
+"""Dropout, random samples (rand, randn), embedding and one_hot."""
 from __future__ import annotations
 
 import weakref
@@ -35,6 +35,39 @@ def dropout(input, p: float = 0.5, training: bool = True, inplace: bool = False)
         return x * 0.0
     from frontend.tracer import seed_tensor
     return emit("dropout", x, seed_tensor(), p=p, salt=next_salt())
+
+
+def _random(op: str, fn: str, size: tuple, dtype: str) -> Tensor:
+    """`op` of shape `size` drawn from the graph's `seed` input, as dropout is:
+    dlc.train_step feeds a new seed every step."""
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = tuple(size[0])
+    if not all(isinstance(d, int) and d >= 0 for d in size):
+        raise _fail(fn, f"size must be non-negative integers, got {size}")
+    from frontend.tracer import seed_tensor
+    return emit(op, seed_tensor(), shape=tuple(size), dtype=dtype, salt=next_salt())
+
+
+def rand(*size, dtype: str = "float32") -> Tensor:
+    """Uniform samples in [0, 1) of shape `size` (torch.rand), from the graph's seed."""
+    return _random("random_uniform", "rand", size, dtype)
+
+
+def randn(*size, dtype: str = "float32") -> Tensor:
+    """Standard normal samples of shape `size` (torch.randn), from the graph's seed."""
+    return _random("random_normal", "randn", size, dtype)
+
+
+def rand_like(input, dtype: str | None = None) -> Tensor:
+    """rand with the shape (and, by default, the dtype) of `input`."""
+    x = _t(input)
+    return rand(x.shape, dtype=dtype or x.dtype)
+
+
+def randn_like(input, dtype: str | None = None) -> Tensor:
+    """randn with the shape (and, by default, the dtype) of `input`."""
+    x = _t(input)
+    return randn(x.shape, dtype=dtype or x.dtype)
 
 
 def embedding(input, weight, padding_idx: int | None = None, max_norm=None,
