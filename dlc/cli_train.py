@@ -17,6 +17,7 @@ import numpy as np
 
 from dlc.cli import (UsageError, add_backend_argument, display_path, import_file, register,
                      split_model_ref, user_code)
+from dlc.fileio import save_npz
 
 DEFAULT_TRAINING = "training"
 
@@ -60,7 +61,7 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
 
 def load_training(ref: str, seed: int, steps: int | None):
     """Import FILE.py, call its training function, check it returned a Training."""
-    from dlc.trainer import Training
+    from dlc.trainer import CustomRun, Training
     from frontend import init
     path, name = split_model_ref(ref)
     path = path.resolve() if path.exists() else path
@@ -75,8 +76,8 @@ def load_training(ref: str, seed: int, steps: int | None):
     init.manual_seed(seed)
     with user_code(path, f"calling {label}()"):
         training = factory(steps=steps) if _takes_steps(factory) and steps else factory()
-    if not isinstance(training, Training):
-        raise UsageError(f"{label}() must return a dlc.trainer.Training, got "
+    if not isinstance(training, (Training, CustomRun)):
+        raise UsageError(f"{label}() must return a dlc.trainer.Training or CustomRun, got "
                          f"{type(training).__name__}")
     return label, path, training
 
@@ -100,10 +101,11 @@ def describe(label: str, training, steps: int, args: argparse.Namespace) -> str:
 
 
 def save_weights(state: dict[str, np.ndarray], out: str) -> str:
-    """np.savez of plain numeric arrays (never pickled); returns the path written."""
+    """An .npz of plain numeric arrays (never pickled), written atomically; returns the path
+    written."""
     path = Path(out) if out.endswith(".npz") else Path(out + ".npz")
     try:
-        np.savez(path, **state)
+        save_npz(path, state)
     except OSError as e:
         raise UsageError(f"cannot write {out}: {e.strerror or e}") from None
     return str(path)
@@ -119,8 +121,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     from dlc.trainer import ProgressLine, fit
     if args.steps is not None and args.steps < 1:
         raise UsageError(f"--steps must be >= 1, got {args.steps}")
+    from dlc.trainer import CustomRun
     label, path, training = load_training(args.model, args.seed, args.steps)
     steps = args.steps or training.steps
+    if isinstance(training, CustomRun):
+        if args.save:
+            raise UsageError(f"{label}() runs its own loop: --save is not available")
+        print(f"training {label}: {training.description}; {steps:,} steps; backend "
+              f"{args.backend}, seed {args.seed}", flush=True)
+        with user_code(path, f"training {label}"):
+            print(training.run(steps=steps, seed=args.seed, backend=args.backend,
+                               progress=not args.quiet))
+        return 0
     print(describe(label, training, steps, args), flush=True)
     progress = None if args.quiet else ProgressLine(steps, training.metric_name, sys.stdout)
     with user_code(path, f"training {label}"):

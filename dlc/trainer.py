@@ -77,6 +77,16 @@ class Training:
 
 
 @dataclass
+class CustomRun:
+    """A run with its own loop, for what one supervised step cannot express (a GAN's two
+    alternating steps): `run(steps=, seed=, backend=, progress=)` trains and returns the
+    final report as text. What `training()` may return instead of a Training."""
+    run: Callable[..., str]
+    steps: int
+    description: str = ""
+
+
+@dataclass
 class TrainReport:
     """What a run did: per-step losses, held-out evaluations, timing and the weights."""
     steps: int

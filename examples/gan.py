@@ -33,6 +33,7 @@ import numpy as np
 import dlc
 from dlc import nn
 from dlc.nn import functional as F
+from dlc.trainer import CustomRun
 from plots import point_panels, require_matplotlib, run_script
 from progress import Progress
 
@@ -253,6 +254,20 @@ def train(steps: int = STEPS, seed: int = 0, backend: str = "eager", progress: b
     return result
 
 
+def summary(result: Result) -> str:
+    return (f"GAN: {result.modes_covered} of {MODES} modes covered (untrained "
+            f"{result.initial_modes_covered}); {result.good_fraction:.1%} of the generated "
+            f"points within 3 std of a mode; wall time {result.seconds:.1f}s")
+
+
+def training(steps: int | None = None) -> CustomRun:
+    """`dlc train examples/gan.py`: the alternating loop, without the figure."""
+    def run(steps: int, seed: int, backend: str, progress: bool) -> str:
+        return summary(train(steps, seed, backend, progress=progress, png=None))
+    return CustomRun(run, steps or STEPS, "generator and discriminator, two compiled steps "
+                     "sharing only the data")
+
+
 def main(argv: list[str] | None = None) -> Result:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=STEPS)
@@ -261,9 +276,7 @@ def main(argv: list[str] | None = None) -> Result:
     p.add_argument("--png", default=PNG, help=f"the figure's path (default {PNG})")
     args = p.parse_args(argv)
     result = train(args.steps, args.seed, args.backend, png=args.png)
-    print(f"GAN: {result.modes_covered} of {MODES} modes covered (untrained "
-          f"{result.initial_modes_covered}); {result.good_fraction:.1%} of the generated "
-          f"points within 3 std of a mode; wall time {result.seconds:.1f}s")
+    print(summary(result))
     print(f"wrote {args.png}")
     return result
 

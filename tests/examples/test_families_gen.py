@@ -389,6 +389,18 @@ def test_dlc_train_runs_the_example(name, metric, capsys):
     assert metric in line and "20 steps" in line and "nan" not in line
 
 
+def test_dlc_train_runs_the_gan_loop(capsys):
+    assert cli_main(["train", str(EXAMPLES / "gan.py"), "--steps", "5", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    line = next(s for s in out.splitlines() if s.startswith("GAN:"))
+    assert "modes covered" in line and "nan" not in line
+
+
+def test_dlc_train_gan_refuses_save(capsys):
+    assert cli_main(["train", str(EXAMPLES / "gan.py"), "--steps", "5", "--save", "w"]) == 2
+    assert "--save is not available" in capsys.readouterr().err
+
+
 def test_missing_matplotlib_is_one_line_naming_the_extra(monkeypatch, tmp_path):
     for name in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg"):
         monkeypatch.setitem(sys.modules, name, None)  # import fails as if not installed
