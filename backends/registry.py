@@ -7,7 +7,7 @@ import importlib
 from dlc.errors import DlcError
 from dlc.ir.graph import Graph
 
-BACKENDS = {"eager": "backends.eager"}
+BACKENDS = {"eager": "backends.eager", "triton": "backends.triton", "llvm": "backends.llvm"}
 
 
 def compile_graph(graph: Graph, backend: str = "eager", **options):

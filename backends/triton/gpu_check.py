@@ -1,0 +1,93 @@
+"""Compile a graph's generated kernels for a CUDA architecture, without a GPU.
+
+Triton's compiler runs on the CPU down to PTX and a cubin (ptxas ships with triton), so a
+machine without a GPU can still check that every kernel it generates is one a GPU accepts:
+the interpreter is more lenient (it runs tl.arange of any length, broadcasts freely), the
+compiler is not. Used by tests/backends/test_triton_gpu_compile.py, and by hand:
+
+    python -m backends.triton.gpu_check examples/mlp.py        # sm_90 by default
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+from dlc.ir.graph import Graph
+from backends.triton.program import BufferRef
+
+SIGNATURE = {"float16": "*fp16", "bfloat16": "*bf16", "float32": "*fp32", "float64": "*fp64",
+             "int32": "*i32", "int64": "*i64", "bool": "*i1"}
+
+
+@dataclass
+class CompiledKernel:
+    name: str
+    ptx_bytes: int
+    registers: int | None
+
+
+def _jit_function(fn):
+    """The JITFunction under an autotuner (configs are tried by compiling each below)."""
+    return fn.fn if hasattr(fn, "configs") else fn
+
+
+def compile_for_gpu(graph: Graph, arch: int = 90, opt_level: str = "O2",
+                    **options) -> list[CompiledKernel]:
+    """Run the pass pipeline of opt_level, generate graph's kernels for a GPU and compile
+    each launch's function for sm_<arch>. Raises the Triton compiler's error (with the
+    generated file's line) for a bad kernel."""
+    from passes.manager import run_pipeline
+    from triton.backends.compiler import GPUTarget
+    from backends.triton.codegen import generate_program
+    from backends.triton.options import require_compiler, resolve_options
+    from backends.triton.source import import_module, jit_mode, write_module
+
+    require_compiler()
+    graph = run_pipeline(graph, opt_level).graph
+    opts = resolve_options(interpret=False, device="cuda", autotune=False, **options)
+    program = generate_program(graph, opts)
+    path = write_module(opts.cache_dir, graph.name, program.module_source(), "cuda-check")
+    with jit_mode(False):  # also while compiling: the frontend reads the same knob
+        module = import_module(path)
+        return _compile_all(program, module, GPUTarget("cuda", arch, 32))
+
+
+def _compile_all(program, module, target) -> list[CompiledKernel]:
+    import triton
+    from triton.compiler import ASTSource
+    done, out = set(), []
+    for kernel in program.kernels:
+        for launch in kernel.launches:
+            if launch.fn in done:
+                continue
+            done.add(launch.fn)
+            fn = _jit_function(getattr(module, launch.fn))
+            pointers = [n for n in fn.arg_names if n not in launch.meta]
+            signature = {n: _sig(ref) for n, ref in zip(pointers, launch.args)}
+            signature.update({m: "constexpr" for m in launch.meta})
+            src = ASTSource(fn=fn, signature=signature, constexprs=dict(launch.meta))
+            compiled = triton.compile(src, target=target,
+                                      options={"num_warps": launch.num_warps})
+            out.append(CompiledKernel(launch.fn, len(compiled.asm["ptx"]),
+                                      getattr(compiled, "n_regs", None)))
+    return out
+
+
+def _sig(ref: BufferRef) -> str:
+    return SIGNATURE[ref.dtype]
+
+
+def main(argv: list[str] | None = None) -> int:
+    from dlc.cli import load_model, trace_model
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("model", help="FILE.py[:NAME], as for `dlc dump`")
+    p.add_argument("--arch", type=int, default=90, help="CUDA compute capability (90)")
+    args = p.parse_args(argv)
+    graph = trace_model(load_model(args.model))
+    for k in compile_for_gpu(graph, args.arch):
+        print(f"{k.name}: {k.ptx_bytes} bytes of PTX")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
