@@ -6,6 +6,8 @@
     exe = dlc.compile(model, dlc.TensorSpec((8, 784)), backend="eager")
     y = exe(x)
 """
+from typing import TYPE_CHECKING
+
 from dlc.errors import (ArgumentError, DlcError, ParseError, ShapeError,  # noqa: F401
                         TraceError, VerifyError)
 from dlc.ir import Graph, TensorType, parse, verify  # noqa: F401
@@ -18,3 +20,17 @@ from dlc import optim  # noqa: F401,E402
 from dlc import nn  # noqa: F401,E402
 
 __version__ = "0.1.0"
+
+
+if TYPE_CHECKING:
+    import os
+
+    from backends.executable import Executable
+
+
+def load(directory: "str | os.PathLike[str]") -> "Executable":
+    """Load an ahead-of-time bundle written by `dlc compile MODEL -o DIR` as an Executable,
+    after checking its manifest, version and the SHA-256 of every file
+    (backends/llvm/bundle.py)."""
+    from backends.llvm.bundle import load as load_bundle
+    return load_bundle(directory)

@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from dlc.errors import DlcError
+from dlc.fileio import atomic_write_text, save_npy, save_npz
 
 # Modules that register further subcommands when imported (see `register`).
 COMMAND_MODULES: tuple[str, ...] = ("dlc.cli_bench", "dlc.cli_dump", "dlc.cli_compile", "dlc.cli_train", "dlc.cli_cache")
@@ -333,7 +334,7 @@ def write_text(text: str, out: str | None) -> None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
         return
     try:
-        Path(out).write_text(text if text.endswith("\n") else text + "\n")
+        atomic_write_text(out, text if text.endswith("\n") else text + "\n")
     except OSError as e:
         raise UsageError(f"cannot write {out}: {e.strerror or e}") from None
 
@@ -407,16 +408,16 @@ def save_outputs(outputs: list[np.ndarray], out: str) -> list[str]:
     path = Path(out)
     try:
         if path.suffix == ".npz":
-            np.savez(path, **{f"output{i}": o for i, o in enumerate(outputs)})
+            save_npz(path, {f"output{i}": o for i, o in enumerate(outputs)})
             return [str(path)]
         if len(outputs) == 1:
             name = path if path.suffix == ".npy" else Path(f"{path}.npy")  # as np.save does
-            np.save(name, outputs[0])
+            save_npy(name, outputs[0])
             return [str(name)]
         stem = path.with_suffix("")
         written = [f"{stem}_{i}.npy" for i in range(len(outputs))]
         for name, o in zip(written, outputs):
-            np.save(name, o)
+            save_npy(name, o)
         return written
     except OSError as e:
         raise UsageError(f"cannot write {out}: {e.strerror or e}") from None

@@ -2,6 +2,7 @@
 
     dlc compile --from-stage dumps/06-fuse.dlc [--level O2] [--backend eager]
     dlc compile MODEL [--level O2] [--backend eager]
+    dlc compile MODEL -o DIR [--target-cpu NAME] [--embed-weights] [--threads N]
 
 A stage file is the text form that `dlc dump --all DIR` writes as DIR/NN-PASS.dlc. It is
 parsed (a malformed or invalid edit is reported at its line:col), the passes of --level
@@ -40,6 +41,15 @@ resuming from a stage:
 
   User inputs are random: floats in [0, 1), small integers, random booleans (--seed).
 
+ahead-of-time bundles:
+  -o DIR compiles with the llvm backend into a bundle that a C program links without
+  Python: DIR/NAME.o, DIR/libNAME.so, DIR/NAME.h (the C interface), DIR/NAME.weights
+  (unless --embed-weights), DIR/NAME.dlc and DIR/manifest.json (shapes, dtypes, version,
+  target, SHA-256 of every file); NAME is the model's NAME or the file's stem. The
+  bundle runs on --target-cpu (default: this machine's CPU with all its features;
+  x86-64 runs on any x86-64) with --threads threads. dlc.load(DIR) loads it in Python.
+  See docs/llvm-backend.md.
+
 {MODEL_HELP}"""
 
 
@@ -53,6 +63,14 @@ def _configure(p: argparse.ArgumentParser) -> None:
                    help=f"the pass pipeline (default {DEFAULT_LEVEL})")
     p.add_argument("--verify", action="store_true", help="verify the graph after every pass")
     add_backend_argument(p)
+    p.add_argument("-o", "--output", metavar="DIR",
+                   help="write an ahead-of-time bundle (llvm backend) into DIR")
+    p.add_argument("--target-cpu", metavar="NAME",
+                   help="with -o: the CPU to compile for (default: this machine's)")
+    p.add_argument("--embed-weights", action="store_true",
+                   help="with -o: put the weights in the object file, not NAME.weights")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="with -o: threads of parallel loops (default: every core here)")
 
 
 def remaining_passes(stage: str | None, level: str) -> tuple[str, ...]:
@@ -117,12 +135,14 @@ def _graph_from_stage(args: argparse.Namespace):
 @register("compile", "compile a model or an edited dump and run it once", _configure,
           description="Compile MODEL, or resume from a stage file written by `dlc dump "
                       "--all` (--from-stage), run the remaining passes and the backend, "
-                      "and run the result once on random inputs.",
+                      "and run the result once on random inputs; with -o DIR, write an "
+                      "ahead-of-time bundle that C programs link instead.",
           epilog=EPILOG)
 def cmd_compile(args: argparse.Namespace) -> int:
     import dlc
     if (args.model is None) == (args.from_stage is None):
         raise UsageError("give either MODEL or --from-stage FILE.dlc")
+    check_bundle_options(args)
     if args.from_stage is not None:
         graph, params, stage = _graph_from_stage(args)
         label = display_path(args.from_stage)
@@ -132,6 +152,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     passes = remaining_passes(stage, args.level)
     start = time.perf_counter()
     result = run_with_notes(graph, args.level, passes=passes, verify=args.verify or None)
+    if args.output is not None:
+        return write_bundle(args, result.graph, params, label, start)
     exe = dlc.compile(result.graph, backend=args.backend, params=params, opt_level="O0")
     compiled = time.perf_counter()
     rng = np.random.default_rng(args.seed)
@@ -142,4 +164,50 @@ def cmd_compile(args: argparse.Namespace) -> int:
     ran = ", ".join(s.name for s in result.stages[1:]) or "none"
     print(f"compiled {label} (passes run: {ran}) on the {args.backend} backend in "
           f"{ms(compiled - start)}; ran in {ms(done - compiled)}")
+    return 0
+
+
+# -- ahead-of-time bundles (-o DIR) --------------------------------------------------------------
+def check_bundle_options(args: argparse.Namespace) -> None:
+    """Bundle options make sense only with -o; a bad --target-cpu fails before tracing."""
+    if args.output is None:
+        used = [flag for flag, on in (("--target-cpu", args.target_cpu is not None),
+                                      ("--embed-weights", args.embed_weights),
+                                      ("--threads", args.threads is not None)) if on]
+        if used:
+            raise UsageError(f"{', '.join(used)} only apply to bundles: add -o DIR")
+        return
+    if args.backend not in ("eager", "llvm"):  # eager is the default: not a choice made
+        raise UsageError(f"-o writes a bundle of the llvm backend, not {args.backend}")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads {args.threads}: must be at least 1")
+    from backends.llvm.target import TargetError, resolve_target
+    try:
+        resolve_target(args.target_cpu)
+    except TargetError as e:
+        raise UsageError(f"--target-cpu: {e}") from None
+
+
+def bundle_name(args: argparse.Namespace, graph) -> str:
+    """The model's NAME, else the model file's stem, else the graph's name."""
+    if args.model is not None:
+        from dlc.cli import split_model_ref
+        path, name = split_model_ref(args.model)
+        return name or path.stem
+    return graph.name
+
+
+def write_bundle(args: argparse.Namespace, graph, params, label: str, start: float) -> int:
+    """Write the bundle of the compiled graph into -o DIR and list its files."""
+    from backends.llvm.aot import write_bundle as write
+    bundle = write(graph, args.output, name=bundle_name(args, graph), params=params,
+                   target_cpu=args.target_cpu, embed_weights=args.embed_weights,
+                   threads=args.threads, source=label)
+    done = time.perf_counter()
+    for role, entry in bundle.manifest["files"].items():
+        print(f"  {entry['path']:<24} {entry['bytes']:>12,} bytes  ({role})")
+    target = bundle.manifest["target"]
+    print(f"wrote the bundle {bundle.name!r} of {label} to {display_path(bundle.directory)} "
+          f"for cpu {target['cpu']}, {bundle.manifest['threads']} thread(s), in "
+          f"{ms(done - start)}")
     return 0

@@ -29,3 +29,21 @@ class ParseError(DlcError):
 
 class ArgumentError(DlcError):
     """An Executable was called with the wrong count, shape or dtype of arrays."""
+
+
+class ConfigError(DlcError, ValueError):
+    """A layer was built with an argument it cannot take. Also a ValueError, which is what
+    PyTorch raises for the same arguments, so code written against torch.nn still catches it."""
+
+
+class TensorTypeError(TraceError, TypeError):
+    """A value that cannot stand for a tensor, or a tensor used where Python wants something
+    else (len() of a 0-d tensor). Also a TypeError, which Python's protocols expect."""
+
+
+class InputNameError(DlcError, KeyError):
+    """A graph was asked for an input name it does not have. Also a KeyError, as a lookup by
+    name is; printed as its message (KeyError alone would print it quoted)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from dlc.errors import ShapeError, TraceError
+from dlc.errors import ShapeError, TensorTypeError, TraceError
 from dlc.ir import builder as _b
 from dlc.ir.graph import Value
 from dlc.ir.types import TensorType, canonical_dtype, is_float, promote
@@ -57,7 +57,7 @@ class Tensor:
 
     def __len__(self) -> int:
         if not self.shape:
-            raise TypeError("len() of a 0-d tensor")
+            raise TensorTypeError(f"len() of a 0-d tensor{_at()}")
         return self.shape[0]
 
     def __iter__(self):
@@ -317,6 +317,12 @@ def _dim(d: int, ndim: int) -> int:
     return d % ndim
 
 
+def _at() -> str:
+    """' at file:line' of the user's code that is running, for error messages."""
+    loc = _b.user_loc()
+    return f" at {loc}" if loc else ""
+
+
 def _flat_args(args) -> tuple:
     if len(args) == 1 and isinstance(args[0], (tuple, list)):
         return tuple(args[0])
@@ -325,7 +331,7 @@ def _flat_args(args) -> tuple:
 
 def _pick(dim, axis):
     if dim is not None and axis is not None:
-        raise TypeError("pass dim or axis, not both")
+        raise TensorTypeError(f"pass dim or axis, not both (got dim={dim}, axis={axis}){_at()}")
     return dim if dim is not None else axis
 
 
@@ -354,7 +360,7 @@ def as_value(x) -> Value:
         return x
     if isinstance(x, np.ndarray):
         return _b.current().const(x)
-    raise TypeError(f"expected a Tensor, got {type(x).__name__}")
+    raise TensorTypeError(f"expected a Tensor, got {type(x).__name__}{_at()}")
 
 
 def scalar(value, dtype: str) -> Tensor:
@@ -371,7 +377,7 @@ def to_tensor(x, like_dtype: str = "float32") -> Tensor:
         return Tensor(_b.current().const(x))
     if isinstance(x, (bool, int, float, np.number, np.bool_)):
         return scalar(x, _scalar_dtype(x, like_dtype))
-    raise TypeError(f"cannot use {type(x).__name__} as a tensor")
+    raise TensorTypeError(f"cannot use {type(x).__name__} as a tensor{_at()}")
 
 
 def _scalar_dtype(x, like: str) -> str:

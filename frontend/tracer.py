@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from dlc.errors import TraceError
+from dlc.errors import ShapeError, TraceError
 from dlc.ir.builder import Builder
 from dlc.ir.graph import Graph
 from dlc.ir.types import TensorType, canonical_dtype
@@ -33,6 +33,9 @@ class TensorSpec:
     def __post_init__(self):
         object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
         object.__setattr__(self, "dtype", canonical_dtype(self.dtype))
+        if any(d < 0 for d in self.shape):
+            label = f"TensorSpec {self.name!r}" if self.name else "TensorSpec"
+            raise ShapeError(f"{label}: negative dimension in shape {self.shape}")
 
     @property
     def type(self) -> TensorType:

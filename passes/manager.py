@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import zipfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from dlc.errors import ArgumentError, DlcError, VerifyError
+from dlc.fileio import atomic_write_text, save_npz
 from dlc.ir.graph import Graph
 from dlc.ir.verify import verify as verify_graph
 
@@ -322,18 +322,9 @@ def write_dump(result: PipelineResult, directory: Path) -> None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
         for s in result.stages:
-            (directory / s.file_name).write_text((s.text or str(s.graph)) + "\n")
-        (directory / INDEX_FILE).write_text(format_index(result))
+            atomic_write_text(directory / s.file_name, (s.text or str(s.graph)) + "\n")
+        atomic_write_text(directory / INDEX_FILE, format_index(result))
         save_npz(directory / WEIGHTS_FILE, collect_weights(result))
     except OSError as e:
         raise ArgumentError(f"cannot write the dump to {directory}: {e.strerror or e}") \
             from None
-
-
-def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """An .npz archive (what np.load reads) with any names: np.savez takes them as keyword
-    arguments, which a parameter named `file` would clash with."""
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
-        for name, array in arrays.items():
-            with archive.open(name + ".npy", "w", force_zip64=True) as f:
-                np.lib.format.write_array(f, np.asarray(array), allow_pickle=False)

@@ -14,7 +14,7 @@ import torch
 
 import dlc
 from dlc import cli
-from tests.ops.harness import TOL
+from tests.ops.harness import TOL, assert_allclose
 
 ROOT = Path(__file__).resolve().parent.parent
 MLP_FILE = ROOT / "examples" / "mlp.py"
@@ -127,7 +127,7 @@ def test_run_matches_dlc_compile_and_torch(capsys, tmp_path, rng):
     direct = dlc.compile(model, *specs)(x)
     np.testing.assert_array_equal(got, direct)  # same graph, same backend: same bits
     rtol, atol = TOL["float32"]
-    np.testing.assert_allclose(got, torch_mlp(model, x), rtol=rtol, atol=atol)
+    assert_allclose(got, torch_mlp(model, x), rtol=rtol, atol=atol)
 
 
 MULTI_MODEL = """
@@ -154,8 +154,8 @@ def test_run_a_function_with_two_inputs_and_two_outputs(capsys, tmp_path, rng):
     saved = np.load(tmp_path / "out.npz")
     ta, tb = torch.from_numpy(a), torch.from_numpy(b)
     rtol, atol = TOL["float32"]
-    np.testing.assert_allclose(saved["output0"], (ta * tb).numpy(), rtol=rtol, atol=atol)
-    np.testing.assert_allclose(saved["output1"], (ta - tb).numpy(), rtol=rtol, atol=atol)
+    assert_allclose(saved["output0"], (ta * tb).numpy(), rtol=rtol, atol=atol)
+    assert_allclose(saved["output1"], (ta - tb).numpy(), rtol=rtol, atol=atol)
 
 
 # -- demo -------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import torch
 
 import dlc
 from dlc import nn
-from tests.ops.harness import TOL
+from tests.ops.harness import TOL, assert_allclose
 
 THIS_FILE = Path(__file__).name
 
@@ -140,7 +140,7 @@ def test_non_contiguous_arrays_are_accepted(exe, rng):
     expected = (torch.from_numpy(np.ascontiguousarray(x)) @
                 torch.from_numpy(np.ascontiguousarray(y))).numpy()
     rtol, atol = TOL["float32"]
-    np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol)
+    assert_allclose(got, expected, rtol=rtol, atol=atol)
 
 
 # -- data-dependent control flow --------------------------------------------------------------
@@ -156,3 +156,46 @@ def test_data_dependent_branch_names_the_line():
     message = str(info.value)
     assert f"{THIS_FILE}:{line_of('DATA-DEPENDENT')}" in message
     assert "branch" in message
+
+
+# -- bad arguments to layers and tensors ----------------------------------------------------------
+@pytest.mark.parametrize("build,fragment", [
+    (lambda: nn.LSTM(4, 8, dropout=1.5), "LSTM: dropout should be a probability"),
+    (lambda: nn.GRU(4, 0), "GRU: hidden_size must be a positive int"),
+    (lambda: nn.RNN(4, 8, nonlinearity="gelu"), "RNN: unknown nonlinearity 'gelu'"),
+    (lambda: nn.LSTM(4, 8, proj_size=8), "LSTM: proj_size must be 0 or in [1, hidden_size=8)"),
+    (lambda: nn.MultiheadAttention(10, 3),
+     "MultiheadAttention: embed_dim 10 must be divisible"),
+    (lambda: nn.TransformerEncoderLayer(8, 2, activation="swish"),
+     "TransformerEncoderLayer: activation should be one of"),
+])
+def test_bad_layer_arguments_name_the_layer(build, fragment):
+    with pytest.raises(dlc.errors.ConfigError) as info:
+        build()
+    assert fragment in str(info.value)
+    assert isinstance(info.value, ValueError)  # what torch.nn raises for the same arguments
+
+
+def test_tensor_misuse_names_the_line():
+    line = line_of("STR-AS-TENSOR")
+
+    def bad(x):
+        return x + "one"  # STR-AS-TENSOR
+
+    with pytest.raises(dlc.errors.TensorTypeError, match=f"cannot use str as a tensor at "
+                                                         f".*{THIS_FILE}:{line}"):
+        dlc.trace(bad, dlc.TensorSpec((2,)))
+
+
+def test_negative_dimension_in_a_spec():
+    with pytest.raises(dlc.ShapeError, match=r"TensorSpec 'x': negative dimension in shape "
+                                             r"\(-1, 4\)"):
+        dlc.TensorSpec((-1, 4), name="x")
+
+
+def test_unknown_input_name_lists_the_inputs():
+    graph = dlc.trace(lambda a, b: a * b, dlc.TensorSpec((2,), name="a"),
+                      dlc.TensorSpec((2,), name="b"))
+    with pytest.raises(dlc.errors.InputNameError) as info:
+        graph.input("c")
+    assert str(info.value) == "graph @main has no input named 'c'; inputs: a, b"

@@ -149,7 +149,7 @@ def test_dlc_train_errors(tmp_path, capsys):
     wrong = tmp_path / "wrong.py"
     wrong.write_text("def training():\n    return 42\n")
     assert main(["train", str(wrong)]) == 2
-    assert "must return a dlc.trainer.Training, got int" in capsys.readouterr().err
+    assert "must return a dlc.trainer.Training or CustomRun, got int" in capsys.readouterr().err
     assert main(["train", MLP, "--steps", "0"]) == 2
     assert "--steps must be >= 1" in capsys.readouterr().err
 

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 import dlc
+from tests.ops.harness import assert_allclose
 
 
 @dataclass
@@ -78,13 +79,13 @@ def assert_same_trajectory(got: Trajectory, want: Trajectory, rtol: float,
     """Every step's loss and every weight after every step, elementwise."""
     assert len(got.losses) == len(want.losses)
     assert np.all(np.isfinite(got.losses)) and np.all(np.isfinite(want.losses))
-    np.testing.assert_allclose(got.losses, want.losses, rtol=rtol, atol=atol)
+    assert_allclose(got.losses, want.losses, rtol=rtol, atol=atol)
     for step, (g, w) in enumerate(zip(got.states, want.states), start=1):
         assert sorted(g) == sorted(w), f"step {step}: state dict keys differ"
         for key in w:
             assert np.all(np.isfinite(g[key])), f"{key} after step {step} is not finite"
-            np.testing.assert_allclose(g[key], w[key], rtol=rtol, atol=atol,
-                                       err_msg=f"{key} after step {step}")
+            assert_allclose(g[key], w[key], rtol=rtol, atol=atol,
+                            err_msg=f"{key} after step {step}")
 
 
 @contextmanager

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict
 
 from dlc.bench.floors import Floors
 from dlc.bench.runner import Result
+from dlc.fileio import atomic_write_text
 
 
 def _ms(s: float | None) -> str:
@@ -95,17 +94,7 @@ def write_json(path: str, machine: dict, floors: Floors | None, results: list[Re
     atomic_write(path, json.dumps(doc, indent=1))
 
 
-def atomic_write(path: str, text: str) -> None:
-    """Write through a temporary file in the same folder, then rename over the target."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+atomic_write = atomic_write_text  # the name cli_bench uses
 
 
 def plot(path: str, results: list[Result]) -> None:

@@ -100,8 +100,11 @@ class Builder:
             if self.loc_override:
                 loc = self.loc_override[-1]
             else:
+                # the user's line inside the trace, else the line that built the layer being
+                # called, else the user's line that started the trace (a loss around a model)
                 loc = user_loc(self.entry_frame) or next(
-                    (where for where in reversed(self.layer_locs) if where), None)
+                    (where for where in reversed(self.layer_locs) if where), None) or \
+                    user_loc()
         if scope is None:
             scope = self.scopes[-1] if self.scopes else None
         types = [v.type for v in inputs]

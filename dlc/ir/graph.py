@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
+from dlc.errors import InputNameError, VerifyError
 from dlc.ir.types import TensorType
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ class Input(Value):
     def __init__(self, name: str, type: TensorType, role: str = "input",
                  data: np.ndarray | None = None):
         if role not in ROLES:
-            raise ValueError(f"input role must be one of {ROLES}, got {role!r}")
+            raise VerifyError(f"input {name!r}: role must be one of {ROLES}, got {role!r}")
         super().__init__(type)
         self.name, self.role, self.data = name, role, data
 
@@ -97,7 +98,7 @@ class Graph:
         for v in self.inputs:
             if v.name == name:
                 return v
-        raise KeyError(f"graph @{self.name} has no input named {name!r}; inputs: "
+        raise InputNameError(f"graph @{self.name} has no input named {name!r}; inputs: "
                        f"{', '.join(v.name for v in self.inputs)}")
 
     def inputs_with_role(self, *roles: str) -> list[Input]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dlc.errors import DlcError
+from dlc.errors import DlcError, ShapeError
 
 DTYPES = ("float16", "float32", "float64", "int32", "int64", "bool")
 SHORT = {"float16": "f16", "float32": "f32", "float64": "f64",
@@ -57,7 +57,7 @@ class TensorType:
         object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
         object.__setattr__(self, "dtype", canonical_dtype(self.dtype))
         if any(d < 0 for d in self.shape):
-            raise ValueError(f"negative dimension in shape {self.shape}")
+            raise ShapeError(f"negative dimension in shape {self.shape}")
 
     @property
     def ndim(self) -> int:

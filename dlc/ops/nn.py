@@ -570,12 +570,16 @@ def _pointwise_weight(g: Tensor, reduction: str, count: int) -> Tensor:
 
 
 def _bce_ref(x, y):
-    # (1 - y) x + log(1 + exp(-x)) = max(x, 0) - x y + log1p(exp(-|x|)): exp never overflows
-    return np.maximum(x, _c(0, x)) - x * y + np.log1p(np.exp(-np.abs(x)))
+    # (1 - y) x + log(1 + exp(-x)) = max(x, 0) (1 - y) + max(-x, 0) y + log1p(exp(-|x|)):
+    # exp never overflows, and for y in [0, 1] every term is >= 0, so nothing cancels (the
+    # form max(x, 0) - x y loses |x| eps for large x with y near 1)
+    zero = _c(0, x)
+    return (np.maximum(x, zero) * (_c(1, y) - y) + np.maximum(-x, zero) * y
+            + np.log1p(np.exp(-np.abs(x))))
 
 
 def _bce_dec(x: Tensor, y: Tensor) -> Tensor:
-    return x.relu() - x * y + (-x.abs()).exp().log1p()
+    return x.relu() * (1 - y) + (-x).relu() * y + (-x.abs()).exp().log1p()
 
 
 def _bce_vjp(g, out, inputs, attrs):
@@ -599,4 +603,5 @@ _pointwise_loss("l1_loss", lambda a, b: np.abs(a - b), lambda a, b: (a - b).abs(
                 "Absolute error |a - b|, reduced.")
 _pointwise_loss("bce_with_logits", _bce_ref, _bce_dec,
                 "Binary cross entropy of sigmoid(x) with targets y, in a form that never "
-                "overflows: max(x, 0) - x y + log1p(exp(-|x|)), reduced.", vjp=_bce_vjp)
+                "overflows or cancels: max(x, 0) (1 - y) + max(-x, 0) y + "
+                "log1p(exp(-|x|)), reduced.", vjp=_bce_vjp)

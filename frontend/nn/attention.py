@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from dlc.errors import ShapeError
+from dlc.errors import ConfigError, ShapeError
 from dlc.ir.types import is_float
 from dlc.tensor import Tensor, to_tensor, where
 from frontend import functional as F
@@ -90,11 +90,11 @@ class MultiheadAttention(Module):
                  kdim: int | None = None, vdim: int | None = None, batch_first: bool = False):
         super().__init__()
         if embed_dim <= 0 or num_heads <= 0:
-            raise ValueError(f"embed_dim and num_heads must be positive, got {embed_dim} and "
-                             f"{num_heads}")
+            raise ConfigError(f"{type(self).__name__}: embed_dim and num_heads must be "
+                              f"positive, got {embed_dim} and {num_heads}")
         if embed_dim % num_heads:
-            raise ValueError(f"embed_dim {embed_dim} must be divisible by num_heads "
-                             f"{num_heads}")
+            raise ConfigError(f"{type(self).__name__}: embed_dim {embed_dim} must be divisible "
+                              f"by num_heads {num_heads}")
         self.embed_dim = embed_dim
         self.kdim = kdim if kdim is not None else embed_dim
         self.vdim = vdim if vdim is not None else embed_dim

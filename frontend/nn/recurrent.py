@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from dlc.errors import ShapeError
+from dlc.errors import ConfigError, ShapeError
 from dlc.tensor import Tensor, to_tensor
 from frontend import functional as F
 from frontend import init
@@ -93,7 +93,8 @@ class RNNBase(Module):
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
                  bidirectional: bool = False, proj_size: int = 0):
         super().__init__()
-        _validate(mode, input_size, hidden_size, num_layers, dropout, proj_size)
+        _validate(type(self).__name__, mode, input_size, hidden_size, num_layers, dropout,
+                  proj_size)
         self.mode = mode
         self.input_size = input_size
         self.hidden_size = hidden_size
@@ -214,23 +215,27 @@ class RNNBase(Module):
         return s
 
 
-def _validate(mode, input_size, hidden_size, num_layers, dropout, proj_size) -> None:
+def _validate(layer: str, mode, input_size, hidden_size, num_layers, dropout,
+              proj_size) -> None:
+    """Check the constructor arguments of `layer` (its class name, for the message)."""
     if mode not in GATES:
-        raise ValueError(f"unknown recurrent mode {mode!r}; expected one of {list(GATES)}")
+        raise ConfigError(f"{layer}: unknown recurrent mode {mode!r}; expected one of "
+                          f"{list(GATES)}")
     if isinstance(dropout, bool) or not 0 <= dropout <= 1:
-        raise ValueError(f"dropout should be a probability in [0, 1], got {dropout!r}")
+        raise ConfigError(f"{layer}: dropout should be a probability in [0, 1], got "
+                          f"{dropout!r}")
     if dropout > 0 and num_layers == 1:
         warnings.warn(f"dropout={dropout} acts between recurrent layers only, and "
                       f"num_layers=1", stacklevel=3)
     for what, value in (("input_size", input_size), ("hidden_size", hidden_size),
                         ("num_layers", num_layers)):
         if not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{what} must be a positive int, got {value!r}")
+            raise ConfigError(f"{layer}: {what} must be a positive int, got {value!r}")
     if proj_size < 0 or (proj_size and proj_size >= hidden_size):
-        raise ValueError(f"proj_size must be 0 or in [1, hidden_size={hidden_size}), "
-                         f"got {proj_size}")
+        raise ConfigError(f"{layer}: proj_size must be 0 or in [1, hidden_size="
+                          f"{hidden_size}), got {proj_size}")
     if proj_size and mode != "LSTM":
-        raise ValueError("proj_size is supported by LSTM only")
+        raise ConfigError(f"{layer}: proj_size is supported by LSTM only")
 
 
 def _state(t, shape: tuple, batched: bool, layer: str, what: str):
@@ -275,8 +280,8 @@ class RNN(RNNBase):
                  nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
                  dropout: float = 0.0, bidirectional: bool = False):
         if nonlinearity not in RNN_MODES:
-            raise ValueError(f"unknown nonlinearity {nonlinearity!r}; expected 'tanh' or "
-                             f"'relu'")
+            raise ConfigError(f"{type(self).__name__}: unknown nonlinearity {nonlinearity!r}; "
+                              f"expected 'tanh' or 'relu'")
         super().__init__(RNN_MODES[nonlinearity], input_size, hidden_size, num_layers, bias,
                          batch_first, dropout, bidirectional)
         self.nonlinearity = nonlinearity
@@ -390,8 +395,8 @@ class RNNCell(RNNCellBase):
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
                  nonlinearity: str = "tanh"):
         if nonlinearity not in RNN_MODES:
-            raise ValueError(f"unknown nonlinearity {nonlinearity!r}; expected 'tanh' or "
-                             f"'relu'")
+            raise ConfigError(f"{type(self).__name__}: unknown nonlinearity {nonlinearity!r}; "
+                              f"expected 'tanh' or 'relu'")
         super().__init__(RNN_MODES[nonlinearity], input_size, hidden_size, bias)
         self.nonlinearity = nonlinearity
 

@@ -16,6 +16,7 @@ from typing import Callable
 
 import numpy as np
 
+from dlc.errors import ConfigError
 from frontend import functional as F
 from frontend import init
 from frontend.nn.attention import MultiheadAttention, causal_mask
@@ -31,15 +32,16 @@ __all__ = ["TransformerEncoderLayer", "TransformerDecoderLayer", "TransformerEnc
 ACTIVATIONS: dict[str, Callable] = {"relu": F.relu, "gelu": F.gelu}
 
 
-def _activation(activation) -> Callable:
+def _activation(activation, layer: str) -> Callable:
     """A name from ACTIVATIONS, or any callable on tensors (a function or a Module)."""
     if isinstance(activation, str):
         if activation not in ACTIVATIONS:
-            raise ValueError(f"activation should be one of {sorted(ACTIVATIONS)} or a "
-                             f"callable, got {activation!r}")
+            raise ConfigError(f"{layer}: activation should be one of {sorted(ACTIVATIONS)} "
+                              f"or a callable, got {activation!r}")
         return ACTIVATIONS[activation]
     if not callable(activation):
-        raise ValueError(f"activation must be a string or a callable, got {activation!r}")
+        raise ConfigError(f"{layer}: activation must be a string or a callable, got "
+                          f"{activation!r}")
     return activation
 
 
@@ -55,7 +57,7 @@ class _FeedForwardMixin:
         self.linear1 = Linear(d_model, dim_feedforward, bias=bias)
         self.dropout = Dropout(dropout)
         self.linear2 = Linear(dim_feedforward, d_model, bias=bias)
-        act = _activation(activation)
+        act = _activation(activation, type(self).__name__)
         if isinstance(act, Module):
             self.activation = act
         else:  # a plain function: not a submodule, so it adds no state_dict keys

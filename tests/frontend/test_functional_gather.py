@@ -4,6 +4,7 @@ import torch
 
 import dlc
 import dlc.nn.functional as F
+from tests.ops.harness import assert_allclose
 
 
 def run(fn, *arrays):
@@ -41,7 +42,7 @@ def test_scatter_add_accumulates_repeated_indices_like_torch(rng):
     idx = rng.integers(0, 4, size=(3, 6))
     got = run(lambda x, i, s: F.scatter_add(x, 1, i, s), x, idx, src)
     want = torch.from_numpy(x).scatter_add(1, torch.from_numpy(idx), torch.from_numpy(src))
-    np.testing.assert_allclose(got, want.numpy(), rtol=1e-6, atol=1e-6)
+    assert_allclose(got, want.numpy(), rtol=1e-6, atol=1e-6)
 
 
 def test_index_select_rejects_a_2d_index():

@@ -20,7 +20,7 @@ import dlc.nn as dnn
 import torch.nn as tnn
 from dlc.nn import init
 from tests.frontend.test_functional import check
-from tests.ops.harness import randint, randn
+from tests.ops.harness import assert_allclose, randint, randn
 
 
 @dataclass
@@ -211,7 +211,7 @@ def test_dropout_train_mask_depends_only_on_the_seed(rng):
     keep = y != 0
     np.testing.assert_array_equal(exe(x2, seed) != 0, keep)
     np.testing.assert_array_equal(exe(x, seed), y)
-    np.testing.assert_allclose(y[keep], x[keep] / 0.6, rtol=1e-6)
+    assert_allclose(y[keep], x[keep] / 0.6, rtol=1e-6)
     assert 0.5 < keep.mean() < 0.7  # 2000 draws of p=0.6: far beyond 5 sigma otherwise
     assert (exe(x, seed + 1) != 0).tolist() != keep.tolist()
 

@@ -16,7 +16,7 @@ import dlc
 from dlc.errors import ShapeError
 from frontend import nn
 from frontend.nn.module import Module
-from tests.ops.harness import TOL
+from tests.ops.harness import TOL, assert_allclose
 
 RTOL, ATOL = TOL["float32"]
 
@@ -53,7 +53,7 @@ def assert_close(got: np.ndarray, want: np.ndarray, rtol: float = RTOL,
     """Same shape and dtype, all finite (NaN never passes), equal within tolerance."""
     assert got.shape == want.shape and got.dtype == want.dtype
     assert np.isfinite(got).all() and np.isfinite(want).all()
-    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
+    assert_allclose(got, want, rtol=rtol, atol=atol)
 
 
 def load_torch_state(layer: Module, tlayer: torch.nn.Module) -> None:
@@ -449,7 +449,7 @@ def test_normalized_adjacency_and_gcn_init(rng):
     adj = random_graph(rng, 5, isolated=True)
     a = nn.normalized_adjacency(adj, add_self_loops=False)
     assert a.dtype == np.float32 and not a[0].any() and not a[:, 0].any()
-    np.testing.assert_allclose(a, a.T)
+    assert_allclose(a, a.T)
     m = nn.GCNConv(8, 4)
     bound = math.sqrt(6.0 / 12)  # Glorot-uniform over (4, 8)
     w = m.state_dict()["lin.weight"]

@@ -5,6 +5,7 @@ import pytest
 import dlc
 from dlc.errors import TraceError
 from frontend.nn.module import Module, Parameter
+from tests.ops.harness import assert_allclose
 
 
 class Affine(Module):
@@ -25,8 +26,8 @@ def test_module_parameters_and_buffers_become_inputs_with_roles(rng):
     assert g.input("weight").data is m._parameters["weight"]
     x = rng.standard_normal((2, 4)).astype(np.float32)
     out = dlc.compile(m, dlc.TensorSpec((2, 4)))(x)
-    np.testing.assert_allclose(out, x @ m._parameters["weight"].T + m._buffers["shift"],
-                               rtol=1e-6)
+    assert_allclose(out, x @ m._parameters["weight"].T + m._buffers["shift"],
+                    rtol=1e-6)
 
 
 def test_python_loops_unroll(rng):
@@ -41,7 +42,7 @@ def test_python_loops_unroll(rng):
     expected = x.copy()
     for _ in range(5):
         expected = expected * 2 + 1
-    np.testing.assert_allclose(dlc.compile(g)(x), expected, rtol=1e-6)
+    assert_allclose(dlc.compile(g)(x), expected, rtol=1e-6)
 
 
 def test_loc_is_the_users_line():
@@ -84,8 +85,8 @@ def test_multiple_outputs_and_input_names(rng):
     assert [v.name for v in g.inputs] == ["a", "b"]
     a, b = rng.standard_normal((2, 2)).astype(np.float32)
     s, p = dlc.compile(g)(a, b)
-    np.testing.assert_allclose(s, a + b)
-    np.testing.assert_allclose(p, a * b)
+    assert_allclose(s, a + b)
+    assert_allclose(p, a * b)
 
 
 def test_numpy_constants_become_const_inputs(rng):
@@ -106,4 +107,4 @@ def test_mixed_dtypes_promote(rng):
     assert g.outputs[0].type.dtype == "float32"
     i = np.arange(3)
     x = rng.standard_normal(3).astype(np.float32)
-    np.testing.assert_allclose(dlc.compile(g)(i, x), i + x, rtol=1e-6)
+    assert_allclose(dlc.compile(g)(i, x), i + x, rtol=1e-6)

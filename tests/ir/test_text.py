@@ -23,7 +23,7 @@ from dlc.ir.text import value_names
 from dlc.ir.types import TensorType
 from dlc.ops import OPS
 from tests.ops import harness
-from tests.ops.harness import CASES, TOL
+from tests.ops.harness import CASES, TOL, assert_allclose
 
 for _m in pkgutil.iter_modules([os.path.dirname(harness.__file__)]):
     if _m.name.startswith("cases_"):
@@ -142,7 +142,7 @@ def test_parsed_graph_compiles_with_params(rng):
     y = (torch.from_numpy(x) @ w.T + torch.from_numpy(params["fc1.bias"])) * 0.5
     err = y - torch.nn.functional.one_hot(torch.from_numpy(labels), 5).float()
     expected = (err * err).mean().numpy()
-    np.testing.assert_allclose(np.asarray(loss), expected, *TOL[F32])
+    assert_allclose(np.asarray(loss), expected, *TOL[F32])
 
 
 def test_traced_module_round_trip(rng):
@@ -271,7 +271,7 @@ def test_fused_node_round_trip(rng):
     fused = torch.relu(mm + bias)
     expected = [-torch.relu(fused + mm), fused]
     for got, want in zip(run_graph(parsed, args), expected):
-        np.testing.assert_allclose(got, want.numpy(), *TOL[F32])
+        assert_allclose(got, want.numpy(), *TOL[F32])
 
 
 def test_fused_node_may_carry_extra_attrs(rng):
@@ -306,9 +306,9 @@ def test_traced_loop_round_trip(rng):
     for step in range(3):
         th = torch.tanh(torch.from_numpy(x[step]) @ th) + th * 0.5
     total, last = run_graph(parsed, [x, h])
-    np.testing.assert_allclose(last, th.numpy(), *TOL[F32])
+    assert_allclose(last, th.numpy(), *TOL[F32])
     # the sum of 16 values: accumulation order may differ from torch's by a few ulps
-    np.testing.assert_allclose(total, th.sum().numpy(), rtol=1e-5, atol=1e-5)
+    assert_allclose(total, th.sum().numpy(), rtol=1e-5, atol=1e-5)
 
 
 # -- malformed text ---------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from backends.eager import run_graph
 from dlc.errors import ParseError
 from dlc.ir.graph import Graph
 from tests.ir.test_text import build_fused, edit, mutate, roundtrip
-from tests.ops.harness import TOL
+from tests.ops.harness import TOL, assert_allclose
 
 F32 = "float32"
 
@@ -91,10 +91,10 @@ def check_planned_numbers(graph: Graph, rng) -> None:
     want = planned_oracle(*args)
     for got in (run_with_plan(graph, args), run_graph(graph, args)):
         for g, w in zip(got, want):
-            np.testing.assert_allclose(g, w, *TOL[F32])
+            assert_allclose(g, w, *TOL[F32])
     exe = dlc.compile(graph, opt_level="O0", params={"w": args[1], "b": args[2]})
-    np.testing.assert_allclose(exe(args[0]), want[0], *TOL[F32])
-    np.testing.assert_allclose(exe.state["w"], want[1], *TOL[F32])  # updated in the store
+    assert_allclose(exe(args[0]), want[0], *TOL[F32])
+    assert_allclose(exe.state["w"], want[1], *TOL[F32])  # updated in the store
 
 
 def test_planned_text_round_trips(rng):

@@ -187,7 +187,11 @@ def _l1_ref(a, b, reduction="mean"):
 
 
 def _bce_ref(x, y, reduction="mean"):
-    return F.binary_cross_entropy_with_logits(x, y, reduction=reduction)
+    # in float64, rounded once: torch's float32 form (1 - y) x + log(1 + exp(-x)) cancels
+    # for large negative x and is off by about |x| eps32 (4e-6 at x = -84, y = 1e-3), more
+    # than the float32 tolerance, while dlc's form keeps full precision there
+    out = F.binary_cross_entropy_with_logits(x.double(), y.double(), reduction=reduction)
+    return out.to(x.dtype)
 
 
 for _red in REDUCTIONS:

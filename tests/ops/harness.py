@@ -47,6 +47,15 @@ CASES: list[Case] = []
 TOL = {"float32": (1e-5, 1e-6), "float64": (1e-10, 1e-12), "float16": (1e-2, 1e-3)}
 
 
+def assert_allclose(actual, desired, rtol: float = 1e-7, atol: float = 0.0,
+                    err_msg: str = "") -> None:
+    """np.testing.assert_allclose, except that a NaN on either side fails (numpy's default
+    equal_nan=True would let a NaN in both pass). Tests that expect NaN at given places
+    compare np.isnan masks and then call numpy's form with equal_nan=True."""
+    np.testing.assert_allclose(actual, desired, rtol=rtol, atol=atol, equal_nan=False,
+                               err_msg=err_msg)
+
+
 def case(op: str, inputs: list[Gen], torch_ref, attrs: dict | None = None, **kw) -> Case:
     c = Case(op, inputs, dict(attrs or {}), torch_ref, **kw)
     c.id = c.id or f"{op}-{sum(1 for x in CASES if x.op == op)}"

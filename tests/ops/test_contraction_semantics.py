@@ -14,7 +14,7 @@ from dlc.ir.builder import Builder
 from dlc.ir.types import TensorType
 from tests.ops.cases_contraction import (adaptive_ref, avg_pool_ref, conv_ref, conv_t_ref,
                                          max_pool_ref)
-from tests.ops.harness import TOL
+from tests.ops.harness import TOL, assert_allclose
 
 
 def build(op: str, shapes, attrs=None, dtypes=None):
@@ -168,8 +168,8 @@ def test_random_conv_matches_torch_f32(trial, transpose, rng):
     expected = ref(torch.from_numpy(x), torch.from_numpy(w), **attrs).numpy()
     assert out.dtype == np.float32 and out.shape == expected.shape
     rtol, atol = TOL["float32"]
-    np.testing.assert_allclose(out, expected, rtol=rtol, atol=atol,
-                               err_msg=f"{op} x{x_shape} w{w_shape} {attrs}")
+    assert_allclose(out, expected, rtol=rtol, atol=atol,
+                    err_msg=f"{op} x{x_shape} w{w_shape} {attrs}")
 
 
 def random_pool_attrs(rng: np.random.Generator, op: str, nsp: int) -> dict:
@@ -212,7 +212,7 @@ def test_random_pool_matches_torch(op, trial, rng):
     expected = POOL_REFS[op](torch.from_numpy(x), **attrs).numpy()
     assert out.dtype == np.float32 and out.shape == expected.shape, (out.shape, attrs)
     rtol, atol = TOL["float32"]
-    np.testing.assert_allclose(out, expected, rtol=rtol, atol=atol, err_msg=f"{op} {attrs}")
+    assert_allclose(out, expected, rtol=rtol, atol=atol, err_msg=f"{op} {attrs}")
 
 
 def test_max_pool_pads_with_minus_infinity(rng):
@@ -222,7 +222,7 @@ def test_max_pool_pads_with_minus_infinity(rng):
     (out,) = run_graph(build("max_pool", [x.shape], attrs, ["float64"]), [x])
     expected = max_pool_ref(torch.from_numpy(x), **attrs).numpy()
     assert (out < 0).all()
-    np.testing.assert_allclose(out, expected, rtol=0, atol=0)
+    assert_allclose(out, expected, rtol=0, atol=0)
 
 
 NAN_CASES = [

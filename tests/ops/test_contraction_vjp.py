@@ -18,7 +18,7 @@ from passes.decompose import decompose
 from passes.rewrite import inline
 from tests.ops.cases_contraction import (adaptive_ref, avg_pool_ref, conv_ref, conv_t_ref,
                                          max_pool_ref, per_axis)
-from tests.ops.harness import TOL
+from tests.ops.harness import TOL, assert_allclose
 from tests.ops.test_contraction_semantics import random_conv_config, random_pool_config
 
 F = nn.functional
@@ -69,7 +69,7 @@ def assert_close(got: list, expected: list, dtype: str, what: str) -> None:
     rtol, atol = TOL[dtype]
     for i, (a, b) in enumerate(zip(got, expected)):
         assert a.shape == b.shape and a.dtype == b.dtype and not np.isnan(a).any()
-        np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, err_msg=f"{what}: d/d a{i}")
+        assert_allclose(a, b, rtol=rtol, atol=atol, err_msg=f"{what}: d/d a{i}")
 
 
 # -- max_pool: ties go to the first maximum of the window ---------------------------------------
@@ -134,7 +134,7 @@ def test_max_pool_grad_of_all_negative_padded_windows(rng):
     attrs = {"kernel": 3, "stride": 2, "padding": 1, "ceil_mode": True}
     c = rng.standard_normal(output_shape("max_pool", [x.shape], attrs))
     (got,) = dlc_vjp("max_pool", [x], attrs, c)
-    np.testing.assert_allclose(got.sum(), c.sum(), rtol=1e-12)
+    assert_allclose(got.sum(), c.sum(), rtol=1e-12)
     assert_close([got], torch_vjp("max_pool", [x], attrs, c), "float64", "max_pool")
 
 
@@ -264,7 +264,7 @@ def test_second_order_matches_finite_differences(op, shapes, attrs, rng):
     for i, (name, gi) in enumerate(zip(names, got)):
         assert gi.shape == values[i].shape and not np.isnan(gi).any()
         fd = central_differences(f, values, i)
-        np.testing.assert_allclose(gi, fd, rtol=1e-5, atol=1e-6, err_msg=f"{op}: d/d {name}")
+        assert_allclose(gi, fd, rtol=1e-5, atol=1e-6, err_msg=f"{op}: d/d {name}")
 
 
 # -- matmul through the frontend: 1-D operands -------------------------------------------------

@@ -15,6 +15,7 @@ from dlc.ir.builder import Builder
 from dlc.ir.types import DTYPES, TensorType
 from dlc.ops import OPS
 from dlc.ops.elementwise import erf, erfc
+from tests.ops.harness import assert_allclose
 
 UNARY = ("neg", "abs", "sign", "exp", "log", "sqrt", "rsqrt", "sin", "cos", "tanh", "sigmoid",
          "erf", "reciprocal", "log1p", "expm1", "floor", "ceil", "round", "relu", "leaky_relu",
@@ -192,7 +193,7 @@ def test_gelu_none_is_the_erf_form(rng):
     x = np.concatenate([rng.standard_normal(500) * 3, rng.uniform(-37, 37, 500)])
     out, _ = run_op("gelu", x)
     expected = np.array([0.5 * v * math.erfc(-v / math.sqrt(2)) for v in x])
-    np.testing.assert_allclose(out, expected, rtol=4e-15, atol=1e-300)
+    assert_allclose(out, expected, rtol=4e-15, atol=1e-300)
 
 
 # -- stable activations and precise log1p/expm1 ---------------------------------------------------
@@ -213,7 +214,7 @@ def test_sigmoid_tail_is_relatively_accurate(rng):
     x = rng.uniform(-700, -1, 1000)
     out, _ = run_op("sigmoid", x)
     expected = np.array([1 / (1 + math.exp(-v)) for v in x])
-    np.testing.assert_allclose(out, expected, rtol=1e-14, atol=0)
+    assert_allclose(out, expected, rtol=1e-14, atol=0)
 
 
 def test_softplus_threshold_and_beta(rng):
@@ -221,15 +222,15 @@ def test_softplus_threshold_and_beta(rng):
     out, _ = run_op("softplus", x, beta=0.5, threshold=3.0)
     z = 0.5 * x
     expected = np.where(z > 3.0, x, np.array([math.log1p(math.exp(v)) for v in z]) / 0.5)
-    np.testing.assert_allclose(out, expected, rtol=1e-14, atol=0)
+    assert_allclose(out, expected, rtol=1e-14, atol=0)
 
 
 def test_log1p_expm1_are_precise_near_zero(rng):
     x = 10.0 ** rng.uniform(-300, -1, 500) * rng.choice([-1.0, 1.0], 500)
     out, _ = run_op("log1p", x)
-    np.testing.assert_allclose(out, [math.log1p(v) for v in x], rtol=1e-15, atol=0)
+    assert_allclose(out, [math.log1p(v) for v in x], rtol=1e-15, atol=0)
     out, _ = run_op("expm1", x)
-    np.testing.assert_allclose(out, [math.expm1(v) for v in x], rtol=1e-15, atol=0)
+    assert_allclose(out, [math.expm1(v) for v in x], rtol=1e-15, atol=0)
 
 
 # -- integer semantics, NaN, rounding, cast ------------------------------------------------------
@@ -402,6 +403,6 @@ def test_var_correction_matches_torch(correction, rng):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch warns when N - correction <= 0
         expected = torch.var(torch.from_numpy(x), dim=1, correction=correction).numpy()
-    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=0)  # inf where N <= correction
+    assert_allclose(out, expected, rtol=1e-12, atol=0)  # inf where N <= correction
     with pytest.raises(ShapeError, match="correction must be >= 0"):
         build("var", [TensorType((3,), "float32")], axes=(0,), correction=-1)

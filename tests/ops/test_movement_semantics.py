@@ -9,6 +9,7 @@ from backends.eager import run_graph
 from dlc.errors import DlcError, ShapeError
 from dlc.ir.builder import Builder
 from dlc.ir.types import TensorType
+from tests.ops.harness import assert_allclose
 
 
 def build(op: str, types: list, **attrs):
@@ -189,8 +190,8 @@ def test_scatter_add_negative_and_repeated_indices(rng):
     idx = rng.integers(-4, 4, (2, 6))
     expected = torch.scatter_add(torch.from_numpy(x), 1, torch.from_numpy(idx % 4),
                                  torch.from_numpy(src))
-    np.testing.assert_allclose(run("scatter_add", [x, idx, src], axis=1), expected.numpy(),
-                               rtol=1e-10, atol=1e-12)
+    assert_allclose(run("scatter_add", [x, idx, src], axis=1), expected.numpy(),
+                    rtol=1e-10, atol=1e-12)
 
 
 def test_int32_indices(rng):

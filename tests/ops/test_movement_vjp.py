@@ -19,7 +19,7 @@ from dlc.ir.types import TensorType
 from dlc.ops import OPS
 from dlc.tensor import Tensor
 from tests.ops import test_op_table  # noqa: F401  (imports every cases_*.py)
-from tests.ops.harness import CASES
+from tests.ops.harness import CASES, assert_allclose
 
 MOVEMENT_OPS = {name for name, op in OPS.items() if op.impl.__module__ == "dlc.ops.movement"}
 MOVEMENT_CASES = [pytest.param(c, id=c.id) for c in CASES if c.op in MOVEMENT_OPS]
@@ -85,8 +85,8 @@ def test_vjp_rule_matches_torch_autograd(c, rng):
     got = vjp(c.op, c.attrs, arrays, g)
     for i, gi, expected in zip(diff_inputs(c.op, arrays), got, torch_vjp(c, arrays, g)):
         assert gi.shape == arrays[i].shape and not np.isnan(gi).any()
-        np.testing.assert_allclose(gi, expected, rtol=1e-12, atol=1e-12,
-                                   err_msg=f"{c.id}: d/d a{i}")
+        assert_allclose(gi, expected, rtol=1e-12, atol=1e-12,
+                        err_msg=f"{c.id}: d/d a{i}")
 
 
 @pytest.mark.parametrize("c", MOVEMENT_CASES)
@@ -97,7 +97,7 @@ def test_vjp_rule_is_the_transpose_of_the_op(c, rng):
     idx = diff_inputs(c.op, arrays)
     lhs = float(np.sum(linear_part(c.op, c.attrs, arrays, idx) * g))
     rhs = sum(float(np.sum(arrays[i] * gi)) for i, gi in zip(idx, grads))
-    np.testing.assert_allclose(lhs, rhs, rtol=1e-10, atol=1e-10)
+    assert_allclose(lhs, rhs, rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("c", MOVEMENT_CASES)
@@ -131,8 +131,8 @@ def test_second_order_gradient_of_the_vjp_is_the_op(c, rng):
     v_arrays = list(arrays)
     for i, v in zip(idx, vs):
         v_arrays[i] = v
-    np.testing.assert_allclose(second, linear_part(c.op, c.attrs, v_arrays, idx), rtol=1e-12,
-                               atol=1e-12)
+    assert_allclose(second, linear_part(c.op, c.attrs, v_arrays, idx), rtol=1e-12,
+                    atol=1e-12)
 
 
 # -- rules checked by hand ---------------------------------------------------------------------
@@ -140,8 +140,8 @@ def test_take_with_repeated_indices_accumulates(rng):
     x = rng.standard_normal((3, 2))
     g = rng.standard_normal((4, 2))
     (dx,) = vjp("take", dict(axis=0), [x, np.array([1, -2, 0, 1])], g)
-    np.testing.assert_allclose(dx, np.stack([g[2], g[0] + g[1] + g[3], np.zeros(2)]),
-                               rtol=1e-15)
+    assert_allclose(dx, np.stack([g[2], g[0] + g[1] + g[3], np.zeros(2)]),
+                    rtol=1e-15)
 
 
 def test_slice_with_a_negative_step_places_the_gradient_backwards(rng):
@@ -162,15 +162,15 @@ def test_reflect_pad_folds_the_border_back(rng):
     x = rng.standard_normal(4)
     g = rng.standard_normal(4 + 2 + 3)  # out = x2 x1 | x0 x1 x2 x3 | x2 x1 x0
     (dx,) = vjp("pad", dict(pads=[2, 3], mode="reflect"), [x], g)
-    np.testing.assert_allclose(dx, [g[2] + g[8], g[3] + g[1] + g[7], g[4] + g[0] + g[6], g[5]],
-                               rtol=1e-15)
+    assert_allclose(dx, [g[2] + g[8], g[3] + g[1] + g[7], g[4] + g[0] + g[6], g[5]],
+                    rtol=1e-15)
 
 
 def test_replicate_pad_with_a_crop_sums_each_border_onto_its_edge(rng):
     x = rng.standard_normal(5)
     g = rng.standard_normal(5 - 2 + 3)  # out = x2 x3 x4 x4 x4 x4
     (dx,) = vjp("pad", dict(pads=[-2, 3], mode="replicate"), [x], g)
-    np.testing.assert_allclose(dx, [0, 0, g[0], g[1], g[2] + g[3] + g[4] + g[5]], rtol=1e-15)
+    assert_allclose(dx, [0, 0, g[0], g[1], g[2] + g[3] + g[4] + g[5]], rtol=1e-15)
 
 
 def test_scatter_add_src_outside_the_index_region_gets_zeros(rng):

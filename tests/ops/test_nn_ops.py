@@ -17,7 +17,7 @@ from dlc.ir.types import TensorType
 from dlc.ops import ELEMENTWISE, MOVEMENT, OPS, REDUCTION
 from passes.decompose import decompose
 from tests.ops import cases_nn  # noqa: F401  (registers the nn cases in CASES)
-from tests.ops.harness import CASES, TOL
+from tests.ops.harness import CASES, TOL, assert_allclose
 
 NN_OPS = ("logsumexp", "softmax", "log_softmax", "layer_norm", "rms_norm", "group_norm",
           "batch_norm", "cross_entropy", "nll_loss", "mse_loss", "l1_loss", "bce_with_logits",
@@ -110,13 +110,13 @@ def test_float16_computes_in_float32(op, shapes, attrs, rng):
     (want,) = run_graph(graph, arrays)
     (got,) = run_graph(decompose(graph), arrays)
     assert want.dtype == got.dtype == np.float16
-    np.testing.assert_allclose(got.astype(np.float32), want.astype(np.float32), rtol=1e-3,
-                               atol=1e-3)
+    assert_allclose(got.astype(np.float32), want.astype(np.float32), rtol=1e-3,
+                    atol=1e-3)
     case = next(c for c in CASES if c.op == op)
     wide = case.torch_ref(*[torch.from_numpy(a.astype(np.float32)) for a in arrays],
                           **graph.nodes[-1].attrs)
     # rounding the float32 result once to float16: half an ulp of float16
-    np.testing.assert_allclose(want.astype(np.float32), wide.numpy(), rtol=2 ** -11, atol=1e-4)
+    assert_allclose(want.astype(np.float32), wide.numpy(), rtol=2 ** -11, atol=1e-4)
 
 
 # -- (2) the RNG: determinism and statistics ---------------------------------------------------
@@ -352,12 +352,12 @@ def test_edge_shapes_agree_with_torch(op, shape, attrs, rng):
     case = next(c for c in CASES if c.op == op)
     expected = case.torch_ref(*[torch.from_numpy(a) for a in arrays], **attrs).numpy()
     assert expected.shape == want.shape
-    np.testing.assert_allclose(want, expected, rtol=1e-12, atol=0)
+    assert_allclose(want, expected, rtol=1e-12, atol=0)
 
 
 def test_logsumexp_over_no_axes_is_the_identity(rng):
     """axes=() reduces nothing (torch reads an empty dim as "all", dlc never does)."""
     x = rng.standard_normal((2, 3)) * 300.0
     for lower in (False, True):
-        np.testing.assert_allclose(run_op("logsumexp", x, lower=lower, axes=()), x,
-                                   rtol=1e-15, atol=0)
+        assert_allclose(run_op("logsumexp", x, lower=lower, axes=()), x,
+                        rtol=1e-15, atol=0)

@@ -22,7 +22,7 @@ from backends.eager import run_graph
 from dlc.ir.builder import Builder
 from dlc.ir.types import TensorType, is_float
 from dlc.ops import OPS
-from tests.ops.harness import CASES
+from tests.ops.harness import CASES, assert_allclose
 from tests.ops import test_op_table  # noqa: F401  (imports every cases_*.py)
 
 # differentiated before fusion creates them: autodiff never sees one
@@ -118,7 +118,7 @@ def test_vjp_matches_finite_differences(c, rng):
     for i, gi in zip(idx, grads):
         assert gi.shape == arrays[i].shape and not np.isnan(gi).any()
         fd = central_differences(op_out, arrays, w, i, c.extra.get("fd_eps", 1e-6))
-        np.testing.assert_allclose(gi, fd, rtol=1e-5, atol=1e-6, err_msg=f"{c.id}: d/d a{i}")
+        assert_allclose(gi, fd, rtol=1e-5, atol=1e-6, err_msg=f"{c.id}: d/d a{i}")
 
 
 @pytest.mark.filterwarnings(NO_PATH)
@@ -135,8 +135,8 @@ def test_vjp_matches_torch_autograd(c, rng):
     for i, gi in zip(idx, grads):
         assert gi.dtype == arrays[i].dtype and not np.isnan(gi).any()
         expected = ts[i].grad.numpy() if ts[i].grad is not None else np.zeros_like(gi)
-        np.testing.assert_allclose(gi, expected, rtol=1e-4, atol=1e-5,
-                                   err_msg=f"{c.id}: d/d a{i}")
+        assert_allclose(gi, expected, rtol=1e-4, atol=1e-5,
+                        err_msg=f"{c.id}: d/d a{i}")
 
 
 # -- the table states differentiability --------------------------------------------------------

@@ -16,6 +16,7 @@ from dlc.errors import DlcError
 from dlc.ir.builder import Builder
 from dlc.ir.types import TensorType
 from passes.decompose import decompose
+from tests.ops.harness import assert_allclose
 
 
 def spec(*shape: int, dtype: str = "float64") -> dlc.TensorSpec:
@@ -90,7 +91,7 @@ def test_an_input_the_output_does_not_use_gets_zeros_without_a_warning(rng):
         g = dlc.grad(graph, ["x", "y"])
     x = rng.standard_normal(3)
     gx, gy = run_graph(g, [x, rng.standard_normal((2, 2))])
-    np.testing.assert_allclose(gx, 2 * x, rtol=1e-15)
+    assert_allclose(gx, 2 * x, rtol=1e-15)
     np.testing.assert_array_equal(gy, np.zeros((2, 2)))
 
 
@@ -104,8 +105,8 @@ def test_stop_gradient_passes_values_and_no_gradient(rng):
     t = torch.tensor(x, requires_grad=True)
     expected = (t * t.detach()).sum() + (t.detach().exp() * t).sum()
     expected.backward()
-    np.testing.assert_allclose(value, expected.item(), rtol=1e-14)
-    np.testing.assert_allclose(gx, t.grad.numpy(), rtol=1e-14)
+    assert_allclose(value, expected.item(), rtol=1e-14)
+    assert_allclose(gx, t.grad.numpy(), rtol=1e-14)
     # after autodiff it means nothing: decomposition removes it before a backend sees it
     lowered = decompose(graph)
     assert "stop_gradient" not in {n.op.name for n in lowered.nodes}
@@ -120,8 +121,8 @@ def test_max_splits_the_gradient_evenly_among_three_tied_maxima(rng):
     (gx,) = run_graph(dlc.grad(graph, ["x"]), [x, w])
     t = torch.tensor(x, requires_grad=True)
     (t.amax(1) * torch.from_numpy(w)).sum().backward()
-    np.testing.assert_allclose(gx, t.grad.numpy(), rtol=1e-15)
-    np.testing.assert_allclose(gx[0], [0.0] + [w[0] / 3] * 3, rtol=1e-15)
+    assert_allclose(gx, t.grad.numpy(), rtol=1e-15)
+    assert_allclose(gx[0], [0.0] + [w[0] / 3] * 3, rtol=1e-15)
 
 
 # -- direct VJPs of composites -------------------------------------------------------------------
@@ -166,7 +167,7 @@ def test_direct_vjps_agree_with_the_decomposition_and_are_smaller(op, rng):
     through_primitives = dlc.grad(decompose(graph), ["a0"])
     (g_direct,) = run_graph(direct, arrays + [w])
     (g_prims,) = run_graph(through_primitives, arrays + [w])
-    np.testing.assert_allclose(g_direct, g_prims, rtol=1e-12, atol=1e-14)
+    assert_allclose(g_direct, g_prims, rtol=1e-12, atol=1e-14)
     assert 2 * len(direct.nodes) < len(through_primitives.nodes)
 
 
@@ -188,8 +189,8 @@ def test_batch_norm_in_training_mode_matches_torch_and_finite_differences(rng):
         (TF.batch_norm(ts[0], None, None, ts[1], ts[2], training=True) * ts[3]).sum().backward()
         tol = {"float32": (1e-4, 1e-5), "float64": (1e-10, 1e-12)}[dtype]
         for i, g in enumerate(grads):
-            np.testing.assert_allclose(g, ts[i].grad.numpy(), rtol=tol[0], atol=tol[1],
-                                       err_msg=f"{dtype} d/d {names[i]}")
+            assert_allclose(g, ts[i].grad.numpy(), rtol=tol[0], atol=tol[1],
+                            err_msg=f"{dtype} d/d {names[i]}")
     # float64: central differences on x
     x = arrays[0]
     eps, fd = 1e-6, np.zeros_like(x)
@@ -199,7 +200,7 @@ def test_batch_norm_in_training_mode_matches_torch_and_finite_differences(rng):
         minus.reshape(-1)[j] -= eps
         fd.reshape(-1)[j] = (value_of(graph, plus, *arrays[1:]) -
                              value_of(graph, minus, *arrays[1:])) / (2 * eps)
-    np.testing.assert_allclose(grads[0], fd, rtol=1e-5, atol=1e-6)
+    assert_allclose(grads[0], fd, rtol=1e-5, atol=1e-6)
 
 
 # -- second order through dlc.call -------------------------------------------------------------
@@ -240,7 +241,7 @@ def test_hessian_vector_product_of_an_mlp_loss_matches_torch_double_backward(rng
     expected = torch.autograd.grad(dot, params)
     for name, got, want in zip(names, hv, expected):
         assert not np.isnan(got).any()
-        np.testing.assert_allclose(got, want.numpy(), rtol=1e-9, atol=1e-12, err_msg=name)
+        assert_allclose(got, want.numpy(), rtol=1e-9, atol=1e-12, err_msg=name)
 
 
 LABELS = np.array([0, 3, 1])
@@ -285,4 +286,4 @@ def test_second_derivatives_match_finite_differences_of_the_first(name, rng):
     eps = 1e-5
     fd = (value_of(first, x + eps * v) - value_of(first, x - eps * v)) / (2 * eps)
     assert not np.isnan(hv).any()
-    np.testing.assert_allclose(hv, fd, rtol=1e-6, atol=1e-7)
+    assert_allclose(hv, fd, rtol=1e-6, atol=1e-7)

@@ -15,7 +15,7 @@ from dlc.ir.groups import check_body
 from dlc.ir.types import TensorType
 from passes.decompose import decompose
 from passes.fuse import explain_fusion, fuse
-from tests.ops.harness import TOL
+from tests.ops.harness import TOL, assert_allclose
 from tests.passes.fusion_models import (cnn_train_step, example_files, example_graph,
                                         mlp_train_step, random_args)
 
@@ -98,7 +98,7 @@ def test_pointwise_chain_against_torch(rng):
         np.float32)
     got = run_graph(fuse(graph), [x, b])[0]
     want = torch.relu(torch.tanh((torch.from_numpy(x) + torch.from_numpy(b)) * 2.0))
-    np.testing.assert_allclose(got, want.numpy(), *TOL[F32])
+    assert_allclose(got, want.numpy(), *TOL[F32])
 
 
 def test_matmul_epilogue_against_torch(rng):
@@ -106,7 +106,7 @@ def test_matmul_epilogue_against_torch(rng):
     args = [rng.standard_normal(v.type.shape).astype(np.float32) for v in graph.inputs]
     x, w, b, r = (torch.from_numpy(a) for a in args)
     want = torch.relu(x @ w + b) * 0.5 + r
-    np.testing.assert_allclose(run_graph(graph, args)[0], want.numpy(), *TOL[F32])
+    assert_allclose(run_graph(graph, args)[0], want.numpy(), *TOL[F32])
 
 
 def test_conv_bias_relu_is_one_contraction_group(rng):
@@ -122,7 +122,7 @@ def test_conv_bias_relu_is_one_contraction_group(rng):
         torch.from_numpy(x), torch.from_numpy(state["0.weight"]),
         torch.from_numpy(state["0.bias"]), padding=1))
     got = run_graph(fused, [x] + [v.data for v in fused.inputs[1:]])[0]
-    np.testing.assert_allclose(got, want.numpy(), *TOL[F32])
+    assert_allclose(got, want.numpy(), *TOL[F32])
 
 
 # -- the row-reduction ops: one kernel each -------------------------------------------------
@@ -159,7 +159,7 @@ def test_row_reduction_is_one_kernel(op, attrs, oracle, rng):
     args = [x, rng.integers(0, 10, 6).astype(np.int64)] if labels else [x]
     got = run_graph(fused, args)[0]
     want = oracle(*[torch.from_numpy(a) for a in args], *([None] if not labels else []))
-    np.testing.assert_allclose(got, want.numpy(), *TOL[F32])
+    assert_allclose(got, want.numpy(), *TOL[F32])
     assert_same(decompose(graph), fused, args)
 
 
@@ -284,7 +284,7 @@ def test_mlp_example_against_torch(rng):
     h = torch.relu(p["images"] @ p["fc1.weight"].T + p["fc1.bias"])
     h = torch.relu(h @ p["fc2.weight"].T + p["fc2.bias"])
     want = h @ p["fc3.weight"].T + p["fc3.bias"]
-    np.testing.assert_allclose(run_graph(fused, args)[0], want.numpy(), rtol=1e-5, atol=1e-5)
+    assert_allclose(run_graph(fused, args)[0], want.numpy(), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("make", [mlp_train_step, cnn_train_step], ids=["mlp", "cnn"])

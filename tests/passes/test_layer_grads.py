@@ -13,6 +13,7 @@ import torch
 import dlc
 from frontend import nn
 from tests.frontend.test_layers_seq import causal_bool, load_torch_state, padding_mask
+from tests.ops.harness import assert_allclose
 
 RTOL, ATOL = 1e-4, 1e-5
 
@@ -47,7 +48,7 @@ def check_grads(layer, tlayer, x: np.ndarray, rng, call=lambda m, x: m(x), const
     for name, g, t in zip(["x"] + params, grads, want):
         t = np.zeros_like(g) if t is None else t.numpy()
         assert np.isfinite(g).all(), name
-        np.testing.assert_allclose(g, t, rtol=RTOL, atol=ATOL, err_msg=name)
+        assert_allclose(g, t, rtol=RTOL, atol=ATOL, err_msg=name)
 
 
 @pytest.mark.parametrize("kind", ["RNN", "LSTM", "GRU"])

@@ -17,7 +17,7 @@ from dlc.ir.graph import Graph, Node
 from dlc.ir.types import TensorType
 from passes.manager import (DEFAULT_LEVEL, INDEX_FILE, PIPELINES, WEIGHTS_FILE, Pass,
                             PassError, pipeline, run_pipeline)
-from tests.ops.harness import TOL
+from tests.ops.harness import TOL, assert_allclose
 
 ROOT = Path(__file__).resolve().parents[2]
 MLP_FILE = ROOT / "examples" / "mlp.py"
@@ -73,7 +73,7 @@ def test_compile_at_each_level_matches_torch(level, rng, tmp_path):
     x = rng.standard_normal((5, 6)).astype(np.float32)
     exe = dlc.compile(model, dlc.TensorSpec((5, 6), name="x"), opt_level=level,
                       dump_dir=tmp_path)
-    np.testing.assert_allclose(exe(x), torch_small(model, x), RTOL, ATOL)
+    assert_allclose(exe(x), torch_small(model, x), RTOL, ATOL)
     names = [p.name for p in sorted(tmp_path.glob("*.dlc"))]
     assert names == [f"{i:02d}-{n}.dlc" for i, n in enumerate(("traced",) + PIPELINES[level])]
 
@@ -171,7 +171,7 @@ def test_a_parsed_graph_compiles_at_each_level_with_params(rng):
     x = rng.standard_normal((5, 6)).astype(np.float32)
     for level in PIPELINES:
         got = dlc.compile(parsed, params=model.state_dict(), opt_level=level)(x)
-        np.testing.assert_allclose(got, torch_small(model, x), RTOL, ATOL, err_msg=level)
+        assert_allclose(got, torch_small(model, x), RTOL, ATOL, err_msg=level)
     with pytest.raises(dlc.DlcError, match="params for unknown inputs: nope"):
         dlc.compile(parsed, params={"nope": np.zeros(1)})
     with pytest.raises(dlc.DlcError, match=r"param 'fc1.bias': expected f32\[8\]"):
@@ -287,7 +287,7 @@ def test_compile_from_an_edited_stage(capsys, tmp_path):
     want = (h @ weights["fc3.weight"].T - weights["fc3.bias"]).numpy()
     exe = dlc.compile(dlc.parse(edited), params={k: v.numpy() for k, v in weights.items()})
     got = exe(x)
-    np.testing.assert_allclose(got, want, RTOL, ATOL)
+    assert_allclose(got, want, RTOL, ATOL)
     assert output_line(out) == f"output 0: {cli.summarize(got)}"
 
 

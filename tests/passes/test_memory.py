@@ -18,7 +18,7 @@ from passes.decompose import decompose
 from passes.fuse import fuse
 from passes.memory import memory_table, plan_memory, plot_memory, run_with_plan
 from passes.memory.schedule import peak_bytes
-from tests.ops.harness import TOL
+from tests.ops.harness import TOL, assert_allclose
 from tests.passes.fusion_models import (cnn_train_step, example_files, example_graph,
                                         mlp_train_step, random_args)
 
@@ -38,7 +38,7 @@ def assert_same(graph, planned, args):
     for x, y, z in zip(want, run_with_plan(planned, args, check=True), run_graph(graph, args)):
         assert x.dtype == y.dtype and x.shape == y.shape
         np.testing.assert_array_equal(x, y)
-        np.testing.assert_allclose(y, z, *TOL.get(str(z.dtype), (0, 0)))
+        assert_allclose(y, z, *TOL.get(str(z.dtype), (0, 0)))
         if x.dtype.kind == "f":
             assert not np.isnan(y).any()
 

@@ -18,6 +18,7 @@ from backends.executable import NonFiniteLossError
 from dlc import nn
 from dlc import optim
 from dlc.nn import functional as F
+from tests.ops.harness import assert_allclose
 from tests.torch_training import (assert_same_trajectory, one_blas_thread, run_dlc, run_torch,
                                   torch_twin)
 
@@ -182,7 +183,7 @@ def test_warmup_cosine_values():
     lr, warmup, total, min_lr = 0.3, 4, 12, 0.01
     got = schedule_values(optim.warmup_cosine(lr, warmup, total, min_lr), total + 3)
     want = [warmup_cosine_reference(s, lr, warmup, total, min_lr) for s in range(1, total + 4)]
-    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    assert_allclose(got, want, rtol=1e-6, atol=1e-7)
     assert got[warmup - 1] == pytest.approx(lr) and got[total - 1] == pytest.approx(min_lr)
     assert np.all(np.diff(got[:warmup]) > 0) and np.all(np.diff(got[warmup - 1:total]) < 0)
 
