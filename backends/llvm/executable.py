@@ -1,0 +1,187 @@
+"""The llvm Executable: one foreign call into the compiled entry function per call.
+
+The base class checks every user array before `run`, so a wrong shape or dtype never
+reaches native code. `run` passes pointers: user inputs (made contiguous if they are not),
+the parameter/state arrays the Executable owns (never copied), fresh output arrays (or the
+caller's, with `out=`), and the arena, allocated once. ctypes releases the GIL during the
+call; a lock keeps two Python threads from sharing the arena at once.
+"""
+from __future__ import annotations
+
+import ctypes
+import threading
+from typing import Sequence
+
+import numpy as np
+
+from dlc.errors import ArgumentError, DlcError
+from dlc.ir.graph import Graph
+from backends.executable import Executable
+from backends.llvm.codegen import ENTRY, ERR_SLOTS, NONFINITE
+from backends.llvm.lower import Program
+
+ENTRY_TYPE = ctypes.CFUNCTYPE(ctypes.c_int32, *([ctypes.c_void_p] * 5))
+INDEX_ERROR = 1
+
+
+def _address(a: np.ndarray) -> int:
+    return a.__array_interface__["data"][0]
+
+
+class LLVMExecutable(Executable):
+    backend = "llvm"
+
+    def __init__(self, graph: Graph, program: Program, jit, threads: int,
+                 params: dict | None = None, on_nonfinite: str = "raise"):
+        super().__init__(graph, params, on_nonfinite)
+        self.program, self.jit, self.threads = program, jit, threads
+        self._entry = ENTRY_TYPE(jit.address(ENTRY))
+        raw = np.zeros(program.arena_bytes + 64, dtype=np.uint8)
+        start = (-_address(raw)) % 64
+        self._arena_raw = raw
+        self.arena = raw[start:start + program.arena_bytes]
+        self._err = np.zeros(ERR_SLOTS, dtype=np.int64)  # all zero between calls
+        self._inputs = (ctypes.c_void_p * max(program.n_inputs, 1))()
+        self._params = (ctypes.c_void_p * max(program.n_params, 1))()
+        self._outputs = (ctypes.c_void_p * max(len(graph.outputs), 1))()
+        self._lock = threading.Lock()
+        self._user_positions = [i for i, v in enumerate(graph.inputs) if v.role == "input"]
+        self._param_positions = [i for i, v in enumerate(graph.inputs) if v.role != "input"]
+        self._out_types = [(v.type.shape, v.type.dtype) for v in graph.outputs]
+        # the last array seen in each input/param slot and its address (arrays are often
+        # passed again: the address lookup is the costly part of a small call)
+        self._seen_in = [(None, 0)] * program.n_inputs
+        self._seen_param = [(None, 0)] * program.n_params
+        self._pointers = (ctypes.addressof(self._inputs), ctypes.addressof(self._outputs),
+                          ctypes.addressof(self._params), _address(self.arena),
+                          _address(self._err))
+        self._out_override: list | None = None
+        # alias outputs not updated in place are written into a spare array, which then
+        # becomes the state; the array it replaces is the next call's spare (no copies,
+        # no allocation per step)
+        self._spares: dict[int, np.ndarray] = {}
+
+    # -- calling ----------------------------------------------------------------------------
+    def __call__(self, *args, out: np.ndarray | Sequence[np.ndarray] | None = None):
+        """exe(*arrays) -> outputs; `out=` gives arrays to write the returned outputs into
+        (one array, or one per returned output, each of exactly its type)."""
+        if out is None:
+            return super().__call__(*args)
+        outs = [out] if isinstance(out, np.ndarray) else list(out)
+        self._out_override = self._check_out(outs)
+        try:
+            return super().__call__(*args)
+        finally:
+            self._out_override = None
+
+    def _check_out(self, outs: list) -> dict:
+        if len(outs) != len(self.returned):
+            raise ArgumentError(f"out= needs {len(self.returned)} array(s), got {len(outs)}")
+        given = {}
+        for j, a in zip(self.returned, outs):
+            shape, dtype = self._out_types[j]
+            if not isinstance(a, np.ndarray) or a.shape != shape or a.dtype.name != dtype \
+                    or not a.flags.c_contiguous or not a.flags.writeable:
+                raise ArgumentError(f"out= array for output {j}: expected a writable "
+                                    f"C-contiguous {dtype} array of shape {shape}")
+            given[j] = a
+        return given
+
+    def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        prog = self.program
+        keep = []  # contiguous copies of strided inputs, alive through the call
+        for k, pos in enumerate(self._user_positions):
+            a = inputs[pos]
+            if not a.flags.c_contiguous:
+                a = np.ascontiguousarray(a)
+                keep.append(a)
+            self._inputs[k] = self._slot(self._seen_in, k, a)
+        for k, pos in enumerate(self._param_positions):
+            self._params[k] = self._slot(self._seen_param, k, inputs[pos])
+        results: list = [None] * len(self._out_types)
+        override = self._out_override or {}
+        for j, (kind, _) in prog.output_sources.items():
+            if kind != "node":
+                continue
+            if j in prog.inplace:
+                results[j] = self.state[prog.inplace[j]]
+            else:
+                shape, dtype = self._out_types[j]
+                results[j] = override.get(j)
+                if results[j] is None:
+                    results[j] = self._spares.pop(j, None)
+                if results[j] is None:
+                    results[j] = np.empty(shape, dtype=dtype)
+            self._outputs[j] = _address(results[j])
+        with self._lock:
+            status = self._entry(*self._pointers)
+            if status != 0:
+                err = self._err.copy()
+                self._err[:] = 0
+        del keep
+        if status == NONFINITE:
+            # the loss is not finite: nothing was updated; the base class reports or skips
+            for j, name in self.graph.aliases.items():
+                results[j] = self.state[name]
+            return results
+        if status != 0:
+            raise self._error(status, err)
+        self._fill_copies(results, inputs)
+        self._recycle(results)
+        return results
+
+    @staticmethod
+    def _slot(seen: list, k: int, a: np.ndarray) -> int:
+        obj, addr = seen[k]
+        if obj is not a:
+            addr = _address(a)
+            seen[k] = (a, addr)
+        return addr
+
+    def _recycle(self, results: list) -> None:
+        """Keep the state arrays that the aliased outputs are about to replace."""
+        aliases = self.graph.aliases
+        if not aliases:
+            return
+        if self.graph.meta.get("train_step") and not np.all(np.isfinite(results[0])):
+            for j in aliases:  # the step is skipped: its outputs stay spare
+                if j not in self.program.inplace and results[j] is not None:
+                    self._spares[j] = results[j]
+            return
+        for j, name in aliases.items():
+            old = self.state.get(name)
+            if j not in self.program.inplace and old is not None and old is not results[j] \
+                    and self.program.output_sources.get(j, ("", None))[0] == "node":
+                self._spares[j] = old
+
+    def _fill_copies(self, results: list, inputs: list) -> None:
+        by_name = {v.name: a for v, a in zip(self.graph.inputs, inputs)}
+        for j, (kind, src) in self.program.output_sources.items():
+            if kind == "copy":
+                results[j] = results[src].copy()
+            elif kind == "input":
+                results[j] = np.array(by_name[src], copy=True)
+        for j, a in (self._out_override or {}).items():
+            if results[j] is not a:
+                np.copyto(a, results[j])
+                results[j] = a
+
+    def _error(self, status: int, err: np.ndarray) -> DlcError:
+        node = self.program.kernel_nodes[int(err[ERR_SLOTS - 1])]
+        where = f" {node.where()}" if node is not None else ""
+        name = node.op.name if node is not None else "kernel"
+        if status == INDEX_ERROR:
+            axis, index, size = (int(v) for v in err[1:4])
+            valid = f"{-size}..{size - 1}" if size else "none: the axis is empty"
+            return DlcError(f"{name}{where}: index {index} is out of range for axis {axis} "
+                            f"of size {size} (valid: {valid})")
+        return DlcError(f"{name}{where}: native code reported error {status}")
+
+    # -- inspection -------------------------------------------------------------------------
+    def llvm_ir(self) -> str:
+        """The optimized LLVM IR of the whole module."""
+        return self.jit.optimized_ir()
+
+    def kernels(self) -> list[tuple[str, str]]:
+        """(function name, origin: the op or fused group and the user's file:line)."""
+        return [(k.name, k.origin) for k in self.program.spec.kernels]

@@ -1,0 +1,348 @@
+"""GEMM: C = A @ B (batched), packed, cache-blocked, register-tiled, with a fused epilogue.
+
+Operands are expressions: A(i, k) and B(k, j) over the loop variables (plus batch
+variables), so a transposed operand, an im2col window of a convolution (implicit GEMM) or
+a broadcast batch is read by the packing routines directly, never materialized. The output
+element is `value`, an expression of the accumulator (Ref ACC) and i, j: bias, activation and
+residual epilogues run on the accumulator registers before the one store.
+
+Blocking (BLIS order): a work item is (batch, column block of NC, row group); it packs B's
+K x NC block into NR-wide panels, then per MC rows packs A into MR-tall panels and runs the
+micro-kernel on every MR x NR tile: K steps of NRV vector loads of B, MR broadcasts of A and
+MR*NRV vector FMAs into accumulators that stay in registers (AVX-512: 16 floats a vector, up
+to 28 accumulators). Edge tiles pad the packed panels with zeros and store element by element.
+Work items are shared between threads.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import llvmlite.ir as ir
+
+from backends.llvm.irutil import I64, IR, ITEMSIZE, SCALAR
+from backends.llvm.loops import (Buffer, Expr, Kernel, Let, Load, Store, Var, affine,
+                                 body_exprs, stride_along)
+
+ACC = "gemm.acc"
+VECTOR_BYTES = 64
+# (MR, vectors per row): accumulators MR * NRV plus NRV B vectors fit in 32 registers
+TILE_SHAPES = ((14, 2), (8, 3), (6, 4), (28, 1), (4, 6))
+A_BLOCK_BYTES = 384 * 1024       # packed A block: stays in L2
+B_BLOCK_BYTES = 2 * 1024 * 1024  # packed B block: stays in L3
+
+
+@dataclass
+class Gemm:
+    """out[out_index] = value(acc = sum_k A(i, k) B(k, j)) for i < M, j < N, per batch."""
+    name: str
+    dtype: str
+    M: int
+    N: int
+    K: int
+    batch: list            # [(var, extent)] outermost first
+    a: Expr                # over ivar, kvar and batch vars
+    b: Expr                # over kvar, jvar and batch vars
+    value: Expr            # over Ref(ACC), ivar, jvar and batch vars
+    out: Buffer
+    out_index: Expr        # over ivar, jvar and batch vars
+    ivar: str
+    jvar: str
+    kvar: str
+    origin: str = ""
+    plan: dict = field(default_factory=dict)
+
+
+def choose_tile(M: int, N: int, width: int) -> tuple[int, int]:
+    """The register tile with the least padding of M x N (ties: the earlier shape)."""
+    def waste(shape):
+        mr, nrv = shape
+        nr = nrv * width
+        return (-(-M // mr) * mr) * (-(-N // nr) * nr)
+    return min(TILE_SHAPES, key=waste)
+
+
+def plan(g: Gemm, threads: int) -> dict:
+    size = ITEMSIZE[g.dtype]
+    width = VECTOR_BYTES // size
+    mr, nrv = choose_tile(g.M, g.N, width)
+    nr = nrv * width
+    k = max(g.K, 1)
+    mc = max(mr, min(-(-g.M // mr) * mr, A_BLOCK_BYTES // (k * size) // mr * mr))
+    nc = max(nr, min(-(-g.N // nr) * nr, B_BLOCK_BYTES // (k * size) // nr * nr))
+    batches = 1
+    for _, e in g.batch:
+        batches *= e
+    col_blocks = -(-g.N // nc)
+    row_blocks = -(-g.M // mc)
+    groups = 1
+    if batches * col_blocks < threads:
+        # not enough column blocks to share: split the rows too (each thread packs B)
+        groups = min(row_blocks, -(-threads // (batches * col_blocks)))
+        if groups > 1 and row_blocks < groups * 2 and mc > mr:
+            # smaller row blocks so that the groups are even
+            mc = max(mr, -(-(-(-g.M // groups)) // mr) * mr)
+            row_blocks = -(-g.M // mc)
+            groups = min(groups, row_blocks)
+    per_group = -(-row_blocks // groups) * mc
+    return dict(mr=mr, nrv=nrv, nr=nr, width=width, mc=mc, nc=nc, col_blocks=col_blocks,
+                groups=groups, per_group=per_group, batches=batches,
+                items=batches * col_blocks * groups,
+                a_bytes=mc * k * size, b_bytes=nc * k * size)
+
+
+def gemm_kernel(g: Gemm, threads: int, scratch: Buffer) -> Kernel:
+    """A kernel running the GEMM; its parallel range is the work items."""
+    p = plan(g, threads)
+    g.plan = p
+    k = Kernel(g.name, [], g.origin)
+    k.extra.update(emit=lambda m, ev, err, lo, hi, tid, exit_block:
+                   _emit(g, p, scratch, m, ev, lo, hi, tid),
+                   parallel_extent=p["items"], grain=1,
+                   buffers=_buffers(g) + [scratch], parallel=p["items"] > 1,
+                   # what the generated code depends on, for sharing identical kernels
+                   identity=([Let(g.ivar, Var(g.ivar)), Let(g.jvar, Var(g.jvar)),
+                              Let(g.kvar, Var(g.kvar))] +
+                             [Let(v, Var(v)) for v, _ in g.batch] +
+                             [Let("a", g.a), Let("b", g.b),
+                              Store(g.out, g.out_index, g.value)],
+                             (g.dtype, g.M, g.N, g.K, tuple(e for _, e in g.batch),
+                              tuple(sorted(p.items())))))
+    k.scratch_bytes = p["a_bytes"] + p["b_bytes"]
+    return k
+
+
+def _buffers(g: Gemm) -> list[Buffer]:
+    found = []
+    for e in body_exprs([Let("a", g.a), Let("b", g.b), Store(g.out, g.out_index, g.value)]):
+        if isinstance(e, Load) and e.buf not in found:
+            found.append(e.buf)
+    if g.out not in found:
+        found.append(g.out)
+    return found
+
+
+# -- code --------------------------------------------------------------------------------------
+def _emit(g: Gemm, p: dict, scratch: Buffer, m: IR, ev, lo, hi, tid) -> None:
+    b = m.b
+    t = SCALAR[g.dtype]
+    mine = b.gep(ev.ptrs[scratch], [b.mul(tid, I64(p["a_bytes"] + p["b_bytes"]))],
+                 source_etype=ir.IntType(8))
+    a_pack = mine
+    b_pack = b.gep(mine, [I64(p["a_bytes"])], source_etype=ir.IntType(8))
+    tile = m.stack_array(t, p["mr"] * p["nr"], name="edge")
+    per_item = p["col_blocks"] * p["groups"]
+    with m.loop(lo, hi, name="item") as item:
+        ev.push()
+        batch = b.sdiv(item, I64(per_item))
+        rest = b.srem(item, I64(per_item))
+        jn = b.sdiv(rest, I64(p["groups"]))
+        grp = b.srem(rest, I64(p["groups"]))
+        _bind_batch(g, b, ev, batch)
+        jc = b.mul(jn, I64(p["nc"]))
+        nc = _min(b, I64(p["nc"]), b.sub(I64(g.N), jc))
+        _pack_b(g, p, m, ev, b_pack, jc, nc)
+        ic_lo = b.mul(grp, I64(p["per_group"]))
+        ic_hi = _min(b, b.add(ic_lo, I64(p["per_group"])), I64(g.M))
+        direct = _direct_a(g)
+        with m.loop(ic_lo, ic_hi, p["mc"], name="ic") as ic:
+            mc = _min(b, I64(p["mc"]), b.sub(I64(g.M), ic))
+            if not direct:
+                _pack_a(g, p, m, ev, a_pack, ic, mc)
+            with m.loop(I64(0), nc, p["nr"], name="jr") as jr:
+                bp = b.gep(b_pack, [b.mul(b.sdiv(jr, I64(p["nr"])), I64(g.K * p["nr"]))],
+                           source_etype=t)
+                with m.loop(I64(0), mc, p["mr"], name="ir") as ir_:
+                    i0 = b.add(ic, ir_)
+                    if direct:
+                        rows = _a_rows(g, p, m, ev, i0)
+                    else:
+                        ap = b.gep(a_pack, [b.mul(b.sdiv(ir_, I64(p["mr"])),
+                                                  I64(g.K * p["mr"]))], source_etype=t)
+                        rows = [(ap, p["mr"], r) for r in range(p["mr"])]
+                    _micro(g, p, m, ev, rows, bp, i0, b.add(jc, jr), tile)
+        ev.pop()
+
+
+def _direct_a(g: Gemm) -> bool:
+    """A is read in place when it is a load that is contiguous along k (a row-major
+    matrix, a convolution weight): the micro-kernel walks its MR rows directly, and
+    packing it would only copy it."""
+    return isinstance(g.a, Load) and affine(g.a.index) is not None and \
+        stride_along(g.a.index, g.kvar) == 1
+
+
+def _a_rows(g: Gemm, p: dict, m: IR, ev, i0) -> list:
+    """(pointer to A(i, 0), stride 1, offset 0) for the tile's MR rows; rows past M read
+    row M - 1 (their results are never stored)."""
+    b = m.b
+    rows = []
+    for r in range(p["mr"]):
+        ev.push()
+        ev.vars[g.ivar] = _min(b, b.add(i0, I64(r)), I64(g.M - 1))
+        ev.vars[g.kvar] = I64(0)
+        rows.append((ev.address(g.a.buf, ev(g.a.index)), 1, 0))
+        ev.pop()
+    return rows
+
+
+def _min(b, x, y):
+    return b.select(b.icmp_signed("<", x, y), x, y)
+
+
+def _bind_batch(g: Gemm, b, ev, flat) -> None:
+    rest = flat
+    for var, extent in reversed(g.batch):
+        ev.vars[var] = b.srem(rest, I64(extent))
+        rest = b.sdiv(rest, I64(extent))
+
+
+def _pack_b(g: Gemm, p: dict, m: IR, ev, dst, jc, nc) -> None:
+    """dst[panel][k][c] = B(k, jc + panel*NR + c), zero past column N."""
+    b = m.b
+    t = SCALAR[g.dtype]
+    nr, width = p["nr"], p["width"]
+    full = b.mul(b.sdiv(nc, I64(nr)), I64(nr))
+    with m.loop(I64(0), full, nr, name="pb") as jr:
+        base = b.mul(b.sdiv(jr, I64(nr)), I64(g.K * nr))
+        with m.loop(I64(0), I64(g.K), name="pbk") as k:
+            ev.push()
+            ev.vars[g.kvar] = k
+            row = b.add(base, b.mul(k, I64(nr)))
+            saved = (ev.vector_var, ev.lanes)
+            ev.vector_var, ev.lanes = g.jvar, width
+            for v in range(p["nrv"]):
+                ev.push()
+                ev.vars[g.jvar] = b.add(b.add(jc, jr), I64(v * width))
+                val = m.splat(ev(g.b), width)
+                b.store(val, b.gep(dst, [b.add(row, I64(v * width))], source_etype=t),
+                        align=ITEMSIZE[g.dtype])
+                ev.pop()
+            ev.vector_var, ev.lanes = saved
+            ev.pop()
+    # the last, partial panel: element by element, zeros past N
+    with m.if_then(b.icmp_signed("<", full, nc)):
+        base = b.mul(b.sdiv(full, I64(nr)), I64(g.K * nr))
+        with m.loop(I64(0), I64(g.K), name="pbe") as k:
+            with m.loop(I64(0), I64(nr), name="pbc") as c:
+                j = b.add(b.add(jc, full), c)
+                inside = b.icmp_signed("<", b.add(full, c), nc)
+                ev.push()
+                ev.vars[g.kvar] = k
+                ev.vars[g.jvar] = _min(b, j, I64(g.N - 1))
+                val = b.select(inside, ev(g.b), m.const(t, 0.0))
+                ev.pop()
+                b.store(val, b.gep(dst, [b.add(base, b.add(b.mul(k, I64(nr)), c))],
+                                   source_etype=t))
+
+
+def _pack_a(g: Gemm, p: dict, m: IR, ev, dst, ic, mc) -> None:
+    """dst[panel][k][r] = A(ic + panel*MR + r, k), zero past row M."""
+    b = m.b
+    t = SCALAR[g.dtype]
+    mr = p["mr"]
+    with m.loop(I64(0), mc, mr, name="pa") as ir_:
+        base = b.mul(b.sdiv(ir_, I64(mr)), I64(g.K * mr))
+        rows = []
+        for r in range(mr):
+            i = b.add(b.add(ic, ir_), I64(r))
+            rows.append((b.icmp_signed("<", i, I64(g.M)), _min(b, i, I64(g.M - 1))))
+        with m.loop(I64(0), I64(g.K), name="pak") as k:
+            dst_k = b.add(base, b.mul(k, I64(mr)))
+            for r, (inside, i) in enumerate(rows):
+                ev.push()
+                ev.vars[g.kvar] = k
+                ev.vars[g.ivar] = i
+                val = b.select(inside, ev(g.a), m.const(t, 0.0))
+                ev.pop()
+                b.store(val, b.gep(dst, [b.add(dst_k, I64(r))], source_etype=t))
+
+
+def _micro(g: Gemm, p: dict, m: IR, ev, rows: list, bp, i0, j0, tile) -> None:
+    """One MR x NR tile: accumulate over K in registers, then the epilogue and store.
+    rows[r] = (base, step, offset): A(i0 + r, k) is at base[k * step + offset]."""
+    b = m.b
+    t = SCALAR[g.dtype]
+    mr, nrv, width, nr = p["mr"], p["nrv"], p["width"], p["nr"]
+    vt = ir.VectorType(t, width)
+    zero = m.const(vt, 0.0)
+    pre = b.block
+    head = b.append_basic_block("mk.head")
+    done = b.append_basic_block("mk.done")
+    b.cbranch(b.icmp_signed("<", I64(0), I64(g.K)), head, done)
+    b.position_at_end(head)
+    k = b.phi(I64, name="k")
+    k.add_incoming(I64(0), pre)
+    accs = [[b.phi(vt) for _ in range(nrv)] for _ in range(mr)]
+    for row in accs:
+        for a in row:
+            a.add_incoming(zero, pre)
+    bvec = [b.load(b.gep(bp, [b.add(b.mul(k, I64(nr)), I64(v * width))], source_etype=t),
+                   typ=vt, align=ITEMSIZE[g.dtype]) for v in range(nrv)]
+    new = []
+    for r, (base, step, offset) in enumerate(rows):
+        a = b.load(b.gep(base, [b.add(b.mul(k, I64(step)), I64(offset))], source_etype=t),
+                   typ=t)
+        s = m.splat(a, width)
+        new.append([m.fma(s, bvec[v], accs[r][v]) for v in range(nrv)])
+    nxt = b.add(k, I64(1))
+    latch = b.block
+    k.add_incoming(nxt, latch)
+    for r in range(mr):
+        for v in range(nrv):
+            accs[r][v].add_incoming(new[r][v], latch)
+    b.cbranch(b.icmp_signed("<", nxt, I64(g.K)), head, done)
+    b.position_at_end(done)
+    final = []
+    for r in range(mr):
+        row = []
+        for v in range(nrv):
+            phi = b.phi(vt)
+            phi.add_incoming(zero, pre)
+            phi.add_incoming(new[r][v], latch)
+            row.append(phi)
+        final.append(row)
+    full = b.and_(b.icmp_signed("<=", b.add(i0, I64(mr)), I64(g.M)),
+                  b.icmp_signed("<=", b.add(j0, I64(nr)), I64(g.N)))
+    with b.if_else(full, likely=True) as (then, otherwise):
+        with then:
+            _store_full(g, p, m, ev, final, i0, j0)
+        with otherwise:
+            _store_edge(g, p, m, ev, final, i0, j0, tile)
+
+
+def _store_full(g: Gemm, p: dict, m: IR, ev, accs, i0, j0) -> None:
+    b = m.b
+    width = p["width"]
+    saved = (ev.vector_var, ev.lanes)
+    for r, row in enumerate(accs):
+        for v, acc in enumerate(row):
+            ev.push()
+            ev.vars[g.ivar] = b.add(i0, I64(r))
+            ev.vars[g.jvar] = b.add(j0, I64(v * width))
+            ev.vector_var, ev.lanes = g.jvar, width
+            ev.refs[ACC] = acc
+            ev.store(g.out, g.out_index, ev(g.value))
+            ev.vector_var, ev.lanes = saved
+            ev.pop()
+
+
+def _store_edge(g: Gemm, p: dict, m: IR, ev, accs, i0, j0, tile) -> None:
+    b = m.b
+    t = SCALAR[g.dtype]
+    mr, nr, width = p["mr"], p["nr"], p["width"]
+    for r, row in enumerate(accs):
+        for v, acc in enumerate(row):
+            b.store(acc, b.gep(tile, [I64(r * nr + v * width)], source_etype=t),
+                    align=ITEMSIZE[g.dtype])
+    rows = _min(b, I64(mr), b.sub(I64(g.M), i0))
+    cols = _min(b, I64(nr), b.sub(I64(g.N), j0))
+    with m.loop(I64(0), rows, name="er") as r:
+        with m.loop(I64(0), cols, name="ec") as c:
+            ev.push()
+            ev.vars[g.ivar] = b.add(i0, r)
+            ev.vars[g.jvar] = b.add(j0, c)
+            ev.refs[ACC] = b.load(b.gep(tile, [b.add(b.mul(r, I64(nr)), c)], source_etype=t),
+                                  typ=t)
+            ev.store(g.out, g.out_index, ev(g.value))
+            ev.pop()
+

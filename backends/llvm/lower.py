@@ -1,0 +1,331 @@
+"""Graph -> kernels: the lowering of every top-level node, and where each value lives.
+
+The graph arrives decomposed (composite ops replaced by primitives). Every top-level node
+is lowered by the rule for its op in `RULES` (filled by the lower_*.py modules): a
+pointwise rule returns a View (the node's elements as expressions of its operands' views),
+any other rule emits kernels itself. A node's value is materialized in a buffer, except
+index maps (permute, reshape, broadcast_to, slice, flip) whose operands outlive them: those
+stay views and their consumers read through them, with no copy.
+
+Buffers live in the caller's arrays (user inputs, outputs), in the Executable's parameter
+and state arrays, or in the arena: at the offsets of the memory plan when the graph carries
+one for its nodes, else each at its own aligned slice. Temporaries of one node (partial
+sums, the pieces of a fused body) and per-thread GEMM packing buffers follow the planned
+part of the arena.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from dlc.errors import DlcError
+from dlc.ir.graph import Graph, Input, Node, Value
+from dlc.ir.plan import ALIGNMENT, MemoryPlan
+from backends.llvm.codegen import Placement, ProgramSpec
+from backends.llvm.loops import Buffer, Kernel
+from backends.llvm.schedule import pointwise_kernel
+from backends.llvm.views import View, buffer_view
+
+SUPPORTED_DTYPES = ("float32", "float64", "int32", "int64", "bool")
+
+# op name -> rule. A pointwise rule: (node, views) -> View. A kernel rule:
+# (lowering, node, views, out Buffer) -> None, emitting kernels with lowering.emit.
+POINTWISE: dict[str, Callable] = {}
+KERNELS: dict[str, Callable] = {}
+# index maps whose value can stay a view of their operand
+VIEW_OPS = {"permute", "reshape", "broadcast_to", "slice", "flip", "full"}
+
+
+def aligned(n: int, alignment: int = ALIGNMENT) -> int:
+    return -(-n // alignment) * alignment
+
+
+def rule_for(op: str):
+    return POINTWISE.get(op) or KERNELS.get(op)
+
+
+@dataclass
+class Program:
+    """The lowered graph: what the code generator compiles and the Executable binds."""
+    spec: ProgramSpec
+    arena_bytes: int
+    n_inputs: int
+    n_params: int
+    param_names: list
+    # output index -> ("node", None) computed in place, ("copy", j) copy of output j,
+    # ("input", name) a graph input passed through
+    output_sources: dict = field(default_factory=dict)
+    inplace: dict = field(default_factory=dict)       # output index -> param name
+    kernel_nodes: list = field(default_factory=list)  # kernel index -> Node (errors)
+    # position in graph.nodes -> the buffer of a materialized top-level value
+    node_buffers: dict = field(default_factory=dict)
+
+
+class Lowering:
+    """State of lowering one graph: buffers, views, kernels, placements."""
+
+    def __init__(self, graph: Graph, threads: int, plan: MemoryPlan | None):
+        self.graph, self.threads, self.plan = graph, threads, plan
+        self.kernels: list[Kernel] = []
+        self.kernel_nodes: list = []
+        self.placements: dict = {}
+        self.views: dict = {}           # Value -> View
+        self.buffers: dict = {}         # Value -> Buffer (materialized values)
+        self.current: Node | None = None
+        self.scratch_used = 0           # bytes of node temporaries, reset per node
+        self.scratch_peak = 0
+        self.thread_scratch = 0         # per-thread bytes (max over kernels)
+        self.scratch_buffers: list = []  # (Buffer, offset in the scratch area)
+        self.loss_kernel: int | None = None
+        self.roots: dict = {}           # id(view node) -> the value its view reads
+        self.node_buffers: dict = {}    # node position -> Buffer
+
+    # -- buffers -------------------------------------------------------------------------
+    def buffer(self, name: str, dtype: str, shape) -> Buffer:
+        return Buffer(_symbol(name), dtype, tuple(shape))
+
+    def scratch(self, name: str, dtype: str, shape) -> Buffer:
+        """A temporary for the current node, in the arena after the planned values."""
+        buf = self.buffer(name, dtype, shape)
+        nbytes = aligned(max(buf.size, 1) * _itemsize(dtype))
+        self.scratch_buffers.append((buf, self.scratch_used))
+        self.scratch_used += nbytes
+        self.scratch_peak = max(self.scratch_peak, self.scratch_used)
+        return buf
+
+    def need_thread_scratch(self, nbytes: int) -> Buffer:
+        """The per-thread scratch area (each thread uses its own `nbytes` slice)."""
+        self.thread_scratch = max(self.thread_scratch, aligned(nbytes))
+        return THREAD_SCRATCH
+
+    def may_overlap(self, a: Buffer, b: Buffer) -> bool:
+        """Whether two buffers can share memory (same caller array, or arena ranges that
+        intersect; node temporaries never overlap anything)."""
+        if a is b:
+            return True
+        pa, pb = self.placements.get(a), self.placements.get(b)
+        if pa is None or pb is None:
+            return False
+        if pa.kind != pb.kind:
+            return False
+        if pa.kind != "arena":
+            return pa.where == pb.where
+        size_a = max(a.size * _itemsize(a.dtype), 1)
+        size_b = max(b.size * _itemsize(b.dtype), 1)
+        return pa.where < pb.where + size_b and pb.where < pa.where + size_a
+
+    def view(self, v: Value) -> View:
+        return self.views[v]
+
+    # -- kernels -------------------------------------------------------------------------
+    def emit(self, kernel: Kernel | None) -> None:
+        if kernel is None:
+            return
+        node = self.current
+        kernel.name = f"k{len(self.kernels)}.{kernel.name}"
+        if node is not None and not kernel.origin:
+            kernel.origin = origin(node)
+        self.kernels.append(kernel)
+        self.kernel_nodes.append(node)
+
+    def kernel_name(self, node: Node) -> str:
+        return _symbol(node.attrs.get("name") if node.body is not None else node.op.name)
+
+
+THREAD_SCRATCH = Buffer("thread_scratch", "bool", (0,))
+
+
+def origin(node: Node) -> str:
+    name = node.attrs.get("name", node.op.name) if node.body is not None else node.op.name
+    return f"{name} {node.where()}"
+
+
+def _symbol(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "_." else "_" for c in str(name))
+
+
+def _itemsize(dtype: str) -> int:
+    return {"float32": 4, "float64": 8, "int32": 4, "int64": 8, "bool": 1}[dtype]
+
+
+# -- the driver --------------------------------------------------------------------------------
+def check_dtypes(graph: Graph) -> None:
+    for v in list(graph.inputs) + [n for n in graph.walk()]:
+        if v.type.dtype not in SUPPORTED_DTYPES:
+            where = v.where() if isinstance(v, Node) else f"input {v.name!r}"
+            raise DlcError(f"the llvm backend does not support dtype {v.type.dtype} "
+                           f"({where}); supported: {', '.join(SUPPORTED_DTYPES)}")
+
+
+def lower_graph(graph: Graph, threads: int, plan: MemoryPlan | None) -> Program:
+    """Lower a decomposed graph; `plan` (when given) was made for exactly this graph."""
+    check_dtypes(graph)
+    lw = Lowering(graph, threads, plan)
+    inputs = [v for v in graph.inputs if v.role == "input"]
+    params = [v for v in graph.inputs if v.role != "input"]
+    for k, v in enumerate(inputs):
+        _bind_input(lw, v, Placement("input", k))
+    for k, v in enumerate(params):
+        _bind_input(lw, v, Placement("param", k))
+    outputs = _output_slots(graph)
+    inplace = _inplace_outputs(graph, plan)
+    order = plan.schedule if plan is not None and plan.schedule else range(len(graph.nodes))
+    positions = {id(n): i for i, n in enumerate(graph.nodes)}
+    offsets = dict(plan.offsets) if plan is not None else {}
+    own_offset = plan.arena_bytes if plan is not None else 0
+    consumers = _consumers(graph)
+    for pos in order:
+        node = graph.nodes[pos]
+        lw.current = node
+        lw.scratch_used = 0
+        if id(node) not in outputs and not consumers.get(id(node)):
+            continue  # nothing reads it
+        views = [lw.view(v) for v in node.inputs]
+        if _stays_view(lw, node, outputs):
+            lw.views[node] = POINTWISE[node.op.name](node, views)
+            continue
+        out = lw.buffer(f"v{pos}", node.type.dtype, node.type.shape)
+        if id(node) in outputs:
+            j = outputs[id(node)]
+            if j in inplace and graph.meta.get("train_step") and lw.loss_kernel is None \
+                    and node is not graph.outputs[0]:
+                del inplace[j]  # written before the loss is known: copy after the call
+            lw.placements[out] = (Placement("param", params.index(graph.input(inplace[j])))
+                                  if j in inplace else Placement("output", j))
+        else:
+            if pos not in offsets:
+                offsets[pos] = own_offset
+                own_offset += aligned(node.type.nbytes)
+            lw.placements[out] = Placement("arena", offsets[pos])
+        lw.buffers[node] = out
+        lw.node_buffers[pos] = out
+        lw.views[node] = buffer_view(out)
+        _lower_node(lw, node, views, out)
+        if graph.meta.get("train_step") and graph.outputs and node is graph.outputs[0]:
+            lw.loss_kernel = len(lw.kernels) - 1
+    arena = aligned(max([own_offset] + [o + aligned(graph.nodes[p].type.nbytes)
+                                        for p, o in offsets.items()] + [0]))
+    return _program(lw, graph, inputs, params, outputs, inplace, arena, positions)
+
+
+def _bind_input(lw: Lowering, v: Input, place: Placement) -> None:
+    buf = lw.buffer(v.name, v.type.dtype, v.type.shape)
+    lw.placements[buf] = place
+    lw.buffers[v] = buf
+    lw.views[v] = buffer_view(buf)
+
+
+def _output_slots(graph: Graph) -> dict:
+    """id(node) -> the first output index it is; later repeats are copied."""
+    slots: dict = {}
+    for j, v in enumerate(graph.outputs):
+        if isinstance(v, Node) and id(v) not in slots:
+            slots[id(v)] = j
+    return slots
+
+
+def _inplace_outputs(graph: Graph, plan: MemoryPlan | None) -> dict:
+    """Aliased outputs the plan allows to be written straight into their param/state."""
+    if plan is None:
+        return {}
+    out = {}
+    for j, name in plan.inplace.items():
+        v = graph.outputs[j]
+        if isinstance(v, Node) and graph.aliases.get(j) == name:
+            out[j] = name
+    return out
+
+
+def _consumers(graph: Graph) -> dict:
+    users: dict = {}
+    for n in graph.nodes:
+        for v in n.inputs:
+            users.setdefault(id(v), []).append(n)
+    return users
+
+
+def _stays_view(lw: Lowering, node: Node, outputs: dict) -> bool:
+    """An index map whose source is never overwritten while it is read: rooted in a graph
+    input, or anywhere when the arena has no reuse (no plan)."""
+    if node.op.name not in VIEW_OPS or node.body is not None or id(node) in outputs:
+        return False
+    if not node.inputs:  # a source (full): recomputed where it is read
+        return True
+    src = node.inputs[0]
+    root = lw.roots.get(id(src), src)
+    updated = set(lw.plan.inplace.values()) if lw.plan is not None else set()
+    if (isinstance(root, Input) and root.name not in updated) or lw.plan is None:
+        lw.roots[id(node)] = root
+        return True
+    return False
+
+
+def _lower_node(lw: Lowering, node: Node, views: list, out: Buffer) -> None:
+    if node.body is not None:
+        from backends.llvm.lower_fused import lower_fused
+        lower_fused(lw, node, views, out)
+        return
+    name = node.op.name
+    if name in KERNELS:
+        KERNELS[name](lw, node, views, out)
+    elif name in POINTWISE:
+        view = POINTWISE[name](node, views)
+        lw.emit(pointwise_kernel(lw.kernel_name(node), out, view, lw.threads))
+    else:
+        raise DlcError(f"the llvm backend cannot lower op {name!r} ({node.where()})")
+
+
+def _program(lw: Lowering, graph: Graph, inputs, params, outputs, inplace, arena: int,
+             positions) -> Program:
+    scratch_base = aligned(arena)
+    for buf, offset in lw.scratch_buffers:
+        lw.placements[buf] = Placement("arena", scratch_base + offset)
+    thread_base = aligned(scratch_base + lw.scratch_peak)
+    lw.placements[THREAD_SCRATCH] = Placement("arena", thread_base)
+    total = thread_base + lw.thread_scratch * lw.threads
+    sources = {}
+    first: dict = {}
+    for j, v in enumerate(graph.outputs):
+        if isinstance(v, Input):
+            sources[j] = ("input", v.name)
+        elif outputs.get(id(v)) == j:
+            sources[j] = ("node", None)
+        else:
+            sources[j] = ("copy", first.setdefault(id(v), outputs.get(id(v), j)))
+    _mark_noalias(lw)
+    loss_checks = {}
+    if lw.loss_kernel is not None and inplace:
+        loss_checks[lw.loss_kernel] = lw.buffers[graph.outputs[0]]
+    spec = ProgramSpec(graph.name, lw.kernels, lw.placements, lw.threads, loss_checks,
+                       thread_base, lw.thread_scratch)
+    return Program(spec, total, len(inputs), len(params), [p.name for p in params], sources,
+                   inplace, lw.kernel_nodes, lw.node_buffers)
+
+
+def _mark_noalias(lw: Lowering) -> None:
+    """Per kernel, the buffers whose memory no other buffer of the kernel overlaps (an
+    in-place plan puts an output where one of its inputs was)."""
+    from backends.llvm.codegen import kernel_buffers
+
+    def extent(buf):
+        p = lw.placements[buf]
+        if p.kind == "arena":
+            return ("arena", p.where, p.where + max(buf.size * _itemsize(buf.dtype), 1))
+        return (p.kind, p.where, p.where + 1)
+
+    for k in lw.kernels:
+        bufs = kernel_buffers(k)
+        spans = [extent(b) for b in bufs]
+        distinct = set()
+        for b, (kind, lo, hi) in zip(bufs, spans):
+            if b is THREAD_SCRATCH:
+                continue
+            if not any(o is not b and okind == kind and olo < hi and lo < ohi
+                       for o, (okind, olo, ohi) in zip(bufs, spans)):
+                distinct.add(b)
+        k.extra["noalias"] = distinct
+
+
+# the rule tables are filled by these modules
+from backends.llvm import lower_elementwise, lower_movement, lower_reduction  # noqa: E402,F401
+from backends.llvm import lower_contraction  # noqa: E402,F401
