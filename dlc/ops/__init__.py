@@ -5,7 +5,7 @@ still defined exactly once.
 """
 from dlc.ops.registry import (CONTRACTION, ELEMENTWISE, MOVEMENT, OPAQUE, OPS, REDUCTION,
                               Attr, Kind, OpDef, get_op, register)
-from dlc.ops import elementwise, reduction, movement, contraction, nn, random, fused  # noqa
+from dlc.ops import elementwise, reduction, movement, gather, contraction, nn, losses, random, fused  # noqa
 
 __all__ = ["OPS", "OpDef", "Attr", "Kind", "get_op", "register", "ELEMENTWISE", "REDUCTION",
            "MOVEMENT", "CONTRACTION", "OPAQUE"]

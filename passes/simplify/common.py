@@ -74,7 +74,7 @@ def rebuild(graph: Graph, rule: NodeRule, inputs: InputRule = copy_inputs) -> Gr
 
 # -- random ops ----------------------------------------------------------------------------
 # Every random op of the table (random_uniform, random_normal, dropout) draws its stream from
-# a `salt` attribute and a seed input (dlc/ops/nn.py); that attribute is how passes tell them.
+# a `salt` attribute and a seed input (dlc/ops/random.py); that attribute is how passes tell them.
 RANDOM_ATTR = "salt"
 
 

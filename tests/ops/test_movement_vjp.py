@@ -21,7 +21,8 @@ from dlc.tensor import Tensor
 from tests.ops import test_op_table  # noqa: F401  (imports every cases_*.py)
 from tests.ops.harness import CASES, assert_allclose
 
-MOVEMENT_OPS = {name for name, op in OPS.items() if op.impl.__module__ == "dlc.ops.movement"}
+MOVEMENT_OPS = {name for name, op in OPS.items() if op.impl.__module__ in
+                ("dlc.ops.movement", "dlc.ops.gather")}
 MOVEMENT_CASES = [pytest.param(c, id=c.id) for c in CASES if c.op in MOVEMENT_OPS]
 
 
