@@ -4,7 +4,7 @@ The base class checks every user array before `run`, so a wrong shape or dtype n
 reaches native code. `run` passes pointers: user inputs (made contiguous if they are not),
 the parameter/state arrays the Executable owns (never copied), fresh output arrays (or the
 caller's, with `out=`), and the arena, allocated once. ctypes releases the GIL during the
-call; a lock keeps two Python threads from sharing the arena at once.
+call; a lock makes calls from several Python threads take turns (they share the arena).
 """
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ class LLVMExecutable(Executable):
         self._inputs = (ctypes.c_void_p * max(program.n_inputs, 1))()
         self._params = (ctypes.c_void_p * max(program.n_params, 1))()
         self._outputs = (ctypes.c_void_p * max(len(graph.outputs), 1))()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._user_positions = [i for i, v in enumerate(graph.inputs) if v.role == "input"]
         self._param_positions = [i for i, v in enumerate(graph.inputs) if v.role != "input"]
         self._out_types = [(v.type.shape, v.type.dtype) for v in graph.outputs]
@@ -65,14 +65,16 @@ class LLVMExecutable(Executable):
     def __call__(self, *args, out: np.ndarray | Sequence[np.ndarray] | None = None):
         """exe(*arrays) -> outputs; `out=` gives arrays to write the returned outputs into
         (one array, or one per returned output, each of exactly its type)."""
-        if out is None:
-            return super().__call__(*args)
-        outs = [out] if isinstance(out, np.ndarray) else list(out)
-        self._out_override = self._check_out(outs)
-        try:
-            return super().__call__(*args)
-        finally:
-            self._out_override = None
+        # one call at a time: the pointer tables, the arena and the spares are shared
+        with self._lock:
+            if out is None:
+                return super().__call__(*args)
+            outs = [out] if isinstance(out, np.ndarray) else list(out)
+            self._out_override = self._check_out(outs)
+            try:
+                return super().__call__(*args)
+            finally:
+                self._out_override = None
 
     def _check_out(self, outs: list) -> dict:
         if len(outs) != len(self.returned):
@@ -113,11 +115,10 @@ class LLVMExecutable(Executable):
                 if results[j] is None:
                     results[j] = np.empty(shape, dtype=dtype)
             self._outputs[j] = _address(results[j])
-        with self._lock:
-            status = self._entry(*self._pointers)
-            if status != 0:
-                err = self._err.copy()
-                self._err[:] = 0
+        status = self._entry(*self._pointers)
+        if status != 0:
+            err = self._err.copy()
+            self._err[:] = 0
         del keep
         if status == NONFINITE:
             # the loss is not finite: nothing was updated; the base class reports or skips

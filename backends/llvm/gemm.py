@@ -7,10 +7,12 @@ element is `value`, an expression of the accumulator (Ref ACC) and i, j: bias, a
 residual epilogues run on the accumulator registers before the one store.
 
 Blocking (BLIS order): a work item is (batch, column block of NC, row group); it packs B's
-K x NC block into NR-wide panels, then per MC rows packs A into MR-tall panels and runs the
-micro-kernel on every MR x NR tile: K steps of NRV vector loads of B, MR broadcasts of A and
-MR*NRV vector FMAs into accumulators that stay in registers (AVX-512: 16 floats a vector, up
-to 28 accumulators). Edge tiles pad the packed panels with zeros and store element by element.
+K x NC block into NR-wide panels, then per MC rows runs the micro-kernel on every MR x NR
+tile: K steps of NRV vector loads of B, MR broadcasts of A and MR*NRV vector FMAs into
+accumulators that stay in registers (AVX-512: 16 floats a vector, up to 28 accumulators).
+A is read in place when it is contiguous along k (a row-major matrix, a conv weight: the
+tile's MR rows are MR streams); any other A (transposed, computed) is first packed into
+MR-tall panels. Edge tiles pad the packed panels with zeros and store element by element.
 Work items are shared between threads.
 """
 from __future__ import annotations

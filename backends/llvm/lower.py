@@ -170,7 +170,6 @@ def lower_graph(graph: Graph, threads: int, plan: MemoryPlan | None) -> Program:
     outputs = _output_slots(graph)
     inplace = _inplace_outputs(graph, plan)
     order = plan.schedule if plan is not None and plan.schedule else range(len(graph.nodes))
-    positions = {id(n): i for i, n in enumerate(graph.nodes)}
     offsets = dict(plan.offsets) if plan is not None else {}
     own_offset = plan.arena_bytes if plan is not None else 0
     consumers = _consumers(graph)
@@ -205,7 +204,7 @@ def lower_graph(graph: Graph, threads: int, plan: MemoryPlan | None) -> Program:
             lw.loss_kernel = len(lw.kernels) - 1
     arena = aligned(max([own_offset] + [o + aligned(graph.nodes[p].type.nbytes)
                                         for p, o in offsets.items()] + [0]))
-    return _program(lw, graph, inputs, params, outputs, inplace, arena, positions)
+    return _program(lw, graph, inputs, params, outputs, inplace, arena)
 
 
 def _bind_input(lw: Lowering, v: Input, place: Placement) -> None:
@@ -275,8 +274,8 @@ def _lower_node(lw: Lowering, node: Node, views: list, out: Buffer) -> None:
         raise DlcError(f"the llvm backend cannot lower op {name!r} ({node.where()})")
 
 
-def _program(lw: Lowering, graph: Graph, inputs, params, outputs, inplace, arena: int,
-             positions) -> Program:
+def _program(lw: Lowering, graph: Graph, inputs, params, outputs, inplace,
+             arena: int) -> Program:
     scratch_base = aligned(arena)
     for buf, offset in lw.scratch_buffers:
         lw.placements[buf] = Placement("arena", scratch_base + offset)

@@ -187,3 +187,16 @@ def test_unsupported_dtype_is_a_clear_error():
     x = np.zeros((2, 3), np.float16)
     with pytest.raises(DlcError, match="llvm backend does not support dtype float16"):
         dlc.compile(_graph("exp", [x]), backend="llvm")
+
+
+def test_calls_from_several_threads(rng):
+    """Python threads may share one Executable: their calls take turns (one arena)."""
+    from concurrent.futures import ThreadPoolExecutor
+    xs = [rng.standard_normal((64, 300)).astype(np.float32) for _ in range(8)]
+    exe = dlc.compile(_graph("softmax", [xs[0]], axis=1), backend="llvm")
+    with ThreadPoolExecutor(4) as pool:
+        outs = list(pool.map(lambda x: exe(x), xs * 4))
+    for x, got in zip(xs * 4, outs):
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        np.testing.assert_allclose(got, e / e.sum(axis=1, keepdims=True), rtol=1e-5,
+                                   atol=1e-7)
