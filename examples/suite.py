@@ -1,6 +1,6 @@
 """The standard benchmark suite of `dlc bench --suite standard`, one model factory per
 workload, with the same computation written for each peer (numpy by hand, torch eager,
-torch.compile, jax.jit).
+torch.compile, jax.jit, ONNX Runtime from an ONNX export of the torch version).
 
 Each factory is also a model-file entry for the other commands:
 
@@ -167,11 +167,15 @@ def _mlp_torch(model, size):
     return m
 
 
+# the Adam hyperparameters of the training workload, shared by dlc and every peer
+ADAM = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8}
+
+
 def mlp_train_adam(batch: int = 64):
     """One training step of the MLP with cross-entropy and Adam: forward, backward and the
     update, as one compiled graph."""
     model = MLP()
-    step = dlc.train_step(model, F.cross_entropy, dlc.optim.Adam(lr=1e-3),
+    step = dlc.train_step(model, F.cross_entropy, dlc.optim.Adam(**ADAM),
                           dlc.TensorSpec((batch, 784), F32, name="images"),
                           dlc.TensorSpec((batch,), "int64", name="labels"))
     return step, []
@@ -181,7 +185,7 @@ def _mlp_train_torch(model, size):
     import torch
     m = _torch_mlp()
     _load(m, model, training=True)
-    opt = torch.optim.Adam(m.parameters(), lr=1e-3)
+    opt = torch.optim.Adam(m.parameters(), **ADAM)
 
     def run(x, y):
         opt.zero_grad(set_to_none=True)
@@ -189,6 +193,86 @@ def _mlp_train_torch(model, size):
         loss.backward()
         opt.step()
         return loss.detach()
+    return run
+
+
+def _adam(xp, p, g, m, v, step):
+    """torch.optim.Adam's update of one parameter at step `step` (1 on the first):
+    p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)."""
+    b1, b2 = ADAM["betas"]
+    m = b1 * m + (1.0 - b1) * g
+    v = b2 * v + (1.0 - b2) * g * g
+    bias1, bias2 = 1.0 - b1 ** step, 1.0 - b2 ** step
+    p = p - (ADAM["lr"] / bias1) * m / (xp.sqrt(v) / xp.sqrt(bias2) + ADAM["eps"])
+    return p, m, v
+
+
+class _AdamState:
+    """Parameters and moments of a hand-written training peer, updated by each step."""
+
+    def __init__(self, params: dict):
+        self.params = params
+        self.m = {k: p * 0 for k, p in params.items()}
+        self.v = {k: p * 0 for k, p in params.items()}
+        self.step = 0
+
+
+def _mlp_train_numpy(model, size):
+    """The MLP's backward by hand: cross-entropy's gradient is (softmax - onehot) / batch,
+    each Linear passes it back through its weight, each ReLU masks it."""
+    s = _AdamState({k: np.array(v, dtype=np.float32) for k, v in _state(model).items()})
+
+    def run(x, y):
+        p, n = s.params, len(y)
+        a1 = x @ p["fc1.weight"].T + p["fc1.bias"]
+        h1 = np.maximum(a1, 0)
+        a2 = h1 @ p["fc2.weight"].T + p["fc2.bias"]
+        h2 = np.maximum(a2, 0)
+        z = h2 @ p["fc3.weight"].T + p["fc3.bias"]
+        shifted = z - z.max(axis=1, keepdims=True)
+        e = np.exp(shifted)
+        total = e.sum(axis=1, keepdims=True)
+        loss = (np.log(total[:, 0]) - shifted[np.arange(n), y]).mean(dtype=np.float32)
+        dz = e / total
+        dz[np.arange(n), y] -= 1.0
+        dz /= n
+        dh2 = (dz @ p["fc3.weight"]) * (a2 > 0)
+        dh1 = (dh2 @ p["fc2.weight"]) * (a1 > 0)
+        grads = {"fc3.weight": dz.T @ h2, "fc3.bias": dz.sum(0),
+                 "fc2.weight": dh2.T @ h1, "fc2.bias": dh2.sum(0),
+                 "fc1.weight": dh1.T @ x, "fc1.bias": dh1.sum(0)}
+        s.step += 1
+        for k, g in grads.items():
+            p[k], s.m[k], s.v[k] = _adam(np, p[k], g, s.m[k], s.v[k], s.step)
+        return np.asarray(loss, dtype=np.float32)
+    return run
+
+
+def _mlp_train_jax(model, size):
+    """jax.grad of the MLP's cross-entropy, then the same Adam step, jitted as one function."""
+    import jax
+    import jax.numpy as jnp
+
+    def loss_fn(p, x, y):
+        h = jnp.maximum(x @ p["fc1.weight"].T + p["fc1.bias"], 0)
+        h = jnp.maximum(h @ p["fc2.weight"].T + p["fc2.bias"], 0)
+        logp = jax.nn.log_softmax(h @ p["fc3.weight"].T + p["fc3.bias"], axis=1)
+        return -jnp.take_along_axis(logp, y[:, None], axis=1).mean()
+
+    @jax.jit
+    def step(p, m, v, t, x, y):
+        loss, g = jax.value_and_grad(loss_fn)(p, x, y)
+        new = {k: _adam(jnp, p[k], g[k], m[k], v[k], t) for k in p}
+        return (loss, {k: u[0] for k, u in new.items()}, {k: u[1] for k, u in new.items()},
+                {k: u[2] for k, u in new.items()})
+
+    s = _AdamState({k: jnp.asarray(np.array(v, dtype=np.float32))
+                    for k, v in _state(model).items()})
+
+    def run(x, y):
+        s.step += 1
+        loss, s.params, s.m, s.v = step(s.params, s.m, s.v, jnp.float32(s.step), x, y)
+        return loss
     return run
 
 
@@ -233,6 +317,54 @@ def _lenet_torch(model, size):
     m = TorchLeNet()
     _load(m, model)
     return m
+
+
+def _lenet_xp(xp, conv2d):
+    """LeNet with `conv2d(x, weight, bias, padding)` and a 2x2 max pool by reshape."""
+    def make(model, size):
+        p = _state(model)
+
+        def pool(x):
+            n, c, h, w = x.shape
+            return x.reshape(n, c, h // 2, 2, w // 2, 2).max(axis=(3, 5))
+
+        def run(x):
+            x = pool(xp.maximum(conv2d(x, p["conv1.weight"], p["conv1.bias"], 2), 0))
+            x = pool(xp.maximum(conv2d(x, p["conv2.weight"], p["conv2.bias"], 0), 0))
+            x = x.reshape(x.shape[0], -1)
+            x = xp.maximum(x @ p["fc1.weight"].T + p["fc1.bias"], 0)
+            x = xp.maximum(x @ p["fc2.weight"].T + p["fc2.bias"], 0)
+            return x @ p["fc3.weight"].T + p["fc3.bias"]
+        return run
+    return make
+
+
+def _conv2d_im2col(x, w, b, pad: int):
+    """Stride-1 convolution as one matmul: every kh*kw*c window becomes a row of `cols`."""
+    o, c, kh, kw = w.shape
+    x = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    win = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))
+    n, _, ho, wo = win.shape[:4]
+    cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * ho * wo, c * kh * kw)
+    y = cols @ w.reshape(o, c * kh * kw).T + b
+    return y.reshape(n, ho, wo, o).transpose(0, 3, 1, 2)
+
+
+def _conv2d_lax(x, w, b, pad: int):
+    from jax import lax
+    y = lax.conv_general_dilated(x, w, (1, 1), [(pad, pad), (pad, pad)],
+                                 dimension_numbers=("NCHW", "OIHW", "NCHW"))
+    return y + b[:, None, None]
+
+
+def _lenet_numpy(model, size):
+    return _lenet_xp(np, _conv2d_im2col)(model, size)
+
+
+def _lenet_jax(model, size):
+    import jax
+    import jax.numpy as jnp
+    return jax.jit(_lenet_xp(jnp, _conv2d_lax)(model, size))
 
 
 # -- pre-LN transformer block ---------------------------------------------------------------------
@@ -281,6 +413,45 @@ def _transformer_torch(model, size):
     return m
 
 
+def _transformer_onnx(model, size):
+    """The block written out in torch ops (q/k/v from in_proj_weight, softmax attention, the
+    MLP) for the ONNX export: the exporter rejects TransformerEncoderLayer's attention path.
+    Submodule names follow TransformerEncoderLayer, so the same state_dict loads."""
+    import torch
+
+    d, heads, ffn = size["d"], size["heads"], size["ffn"]
+
+    class Attention(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.in_proj_weight = torch.nn.Parameter(torch.empty(3 * d, d))
+            self.in_proj_bias = torch.nn.Parameter(torch.empty(3 * d))
+            self.out_proj = torch.nn.Linear(d, d)
+
+        def forward(self, y):
+            bsz, seq = y.shape[0], y.shape[1]
+            qkv = torch.nn.functional.linear(y, self.in_proj_weight, self.in_proj_bias)
+            qkv = qkv.reshape(bsz, seq, 3, heads, d // heads).permute(2, 0, 3, 1, 4)
+            s = qkv[0] @ qkv[1].transpose(-1, -2) / math.sqrt(d // heads)
+            a = torch.softmax(s, dim=-1) @ qkv[2]
+            return self.out_proj(a.transpose(1, 2).reshape(bsz, seq, d))
+
+    class PreLNBlock(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.self_attn = Attention()
+            self.linear1, self.linear2 = torch.nn.Linear(d, ffn), torch.nn.Linear(ffn, d)
+            self.norm1, self.norm2 = torch.nn.LayerNorm(d), torch.nn.LayerNorm(d)
+
+        def forward(self, x):
+            x = x + self.self_attn(self.norm1(x))
+            return x + self.linear2(torch.relu(self.linear1(self.norm2(x))))
+
+    m = PreLNBlock()
+    _load(m, model)
+    return m
+
+
 # -- peers ----------------------------------------------------------------------------------------
 def _state(target) -> dict:
     """The weights of a dlc model, or of the model inside a training-step graph."""
@@ -312,15 +483,17 @@ def _jax(xp_make):
     return make
 
 
-def _peers(xp_make=None, torch_make=None, training: bool = False) -> dict:
+def _peers(xp_make=None, torch_make=None, **own) -> dict:
+    """numpy and jax from one array-API function, torch and torch.compile from one torch
+    function (ONNX Runtime exports it unless `onnxruntime=` names another); `own` gives a
+    peer its own version."""
     peers = {}
     if xp_make is not None:
         peers["numpy"] = _numpy(xp_make)
         peers["jax"] = _jax(xp_make)
     if torch_make is not None:
-        peers["torch"] = torch_make
-        if not training:
-            peers["torch-compile"] = torch_make
+        peers["torch"] = peers["torch-compile"] = torch_make
+    peers.update({k.replace("_", "-"): v for k, v in own.items()})
     return peers
 
 
@@ -351,13 +524,18 @@ SUITE = [
     Workload("mlp_train_adam", mlp_train_adam, {"batch": 64}, {"batch": 4},
              flops=lambda s: 6.0 * s["batch"] * (784 * 512 + 512 * 512 + 5120),
              bytes=lambda s: 4.0 * 6 * (784 * 512 + 512 * 512 + 5120),
-             peers=_peers(None, _mlp_train_torch, training=True), training=True, int_high=10,
+             peers=_peers(None, _mlp_train_torch, numpy=_mlp_train_numpy,
+                          jax=_mlp_train_jax),
+             unavailable={"onnxruntime": "ONNX Runtime runs inference graphs (no ONNX export "
+                                         "of a training step with Adam)"},
+             training=True, int_high=10,
              doc="MLP training step, batch 64, Adam"),
     Workload("lenet", lenet, {"batch": 64}, {"batch": 2},
              flops=lambda s: 2.0 * s["batch"] * (28 * 28 * 6 * 25 + 10 * 10 * 16 * 150
                                                   + 400 * 120 + 120 * 84 + 840),
              bytes=lambda s: 4.0 * s["batch"] * (784 + 10),
-             peers=_peers(None, _lenet_torch), doc="LeNet-style CNN, batch 64"),
+             peers=_peers(None, _lenet_torch, numpy=_lenet_numpy, jax=_lenet_jax),
+             doc="LeNet-style CNN, batch 64"),
     Workload("transformer_block", transformer_block,
              {"batch": 8, "seq": 128, "d": 256, "heads": 4, "ffn": 1024},
              {"batch": 2, "seq": 5, "d": 16, "heads": 4, "ffn": 24},
@@ -365,7 +543,7 @@ SUITE = [
                                                              + 2 * s["seq"] * s["d"]),
              bytes=lambda s: 4.0 * (4 * s["d"] ** 2 + 2 * s["d"] * s["ffn"]
                                     + 2 * s["batch"] * s["seq"] * s["d"]),
-             peers=_peers(_transformer_xp, _transformer_torch),
+             peers=_peers(_transformer_xp, _transformer_torch, onnxruntime=_transformer_onnx),
              doc="pre-LN transformer block d=256, 4 heads, ffn 1024, batch 8, seq 128"),
 ]
 

@@ -5,8 +5,10 @@ import json
 import numpy as np
 import pytest
 
+import dlc
 from dlc.bench.floors import Floors
-from dlc.bench.runner import compare, run_workload
+from dlc.bench.peers import missing, prepare
+from dlc.bench.runner import build_graph, compare, random_inputs, run_workload
 from dlc.cli import import_file, main
 from dlc.cli_bench import SUITE_FILE, THREAD_VARS
 
@@ -20,18 +22,61 @@ def one_thread(monkeypatch):
         monkeypatch.setenv(v, "1")
 
 
-@pytest.mark.parametrize("wl", SUITE, ids=lambda w: w.name)
-def test_every_workload_agrees_with_its_numpy_and_torch_peers(wl):
-    peers = [p for p in ("numpy", "torch") if p in wl.peers]
-    assert peers, f"{wl.name} has no peer"
+# torch-compile takes seconds to compile each workload: it is checked on one small one
+INSTALLED = [p for p in ("numpy", "torch", "jax", "onnxruntime") if missing(p) is None]
+
+
+def _check_agreement(wl, peers: list[str]) -> list:
     results = run_workload(wl, dict(wl.tiny), ["eager"], peers, FLOORS, repeat=1, warmup=0,
                            threads=1)
     assert [r.impl for r in results] == ["eager"] + [f"peer:{p}" for p in peers]
-    for r in results:
+    assert results[0].ok, f"{wl.name} eager: {results[0].error}"
+    for r in results[1:]:
+        if r.skipped:  # only where the workload says why the peer has no version
+            assert r.skipped == wl.unavailable[r.impl.removeprefix("peer:")]
+            continue
         assert r.ok, f"{wl.name} {r.impl}: {r.error}"
         assert r.median > 0 and r.floor_fraction > 0
-    for r in results[1:]:
         assert r.max_rel_err is not None and np.isfinite(r.max_rel_err)
+    return results
+
+
+@pytest.mark.parametrize("wl", SUITE, ids=lambda w: w.name)
+def test_every_workload_agrees_with_every_installed_peer(wl):
+    assert "numpy" in INSTALLED and "numpy" in wl.peers and "torch" in wl.peers
+    results = _check_agreement(wl, INSTALLED)
+    ran = {r.impl for r in results[1:] if not r.skipped}
+    assert {"peer:numpy", "peer:torch"} <= ran
+
+
+def test_onnxruntime_is_unavailable_for_training_with_a_reason():
+    wl = next(w for w in SUITE if w.name == "mlp_train_adam")
+    assert "onnxruntime" not in wl.peers and "inference" in wl.unavailable["onnxruntime"]
+    result = run_workload(wl, dict(wl.tiny), ["eager"], ["onnxruntime"], None, 1, 0, 1)[1]
+    assert result.skipped == wl.unavailable["onnxruntime"] and result.median is None
+
+
+def test_torch_compile_agrees_on_a_small_workload():
+    _check_agreement(next(w for w in SUITE if w.name == "softmax"), ["torch-compile"])
+
+
+@pytest.mark.parametrize("peer", [p for p in ("numpy", "jax", "torch") if p in INSTALLED])
+def test_training_peers_agree_after_three_updates(peer):
+    """The harness compares the first step's loss (the forward); the losses of the next steps
+    depend on the gradients and the Adam update, so they check the backward too."""
+    wl = next(w for w in SUITE if w.name == "mlp_train_adam")
+    target, graph = build_graph(wl, dict(wl.tiny))
+    batch = random_inputs(graph, np.random.default_rng(7), wl.int_high)
+    prepared = prepare(peer, wl.peers[peer], target, dict(wl.tiny), batch, 1, True)
+    exe = dlc.compile(graph, backend="eager")
+    want = [np.asarray(exe(*batch)) for _ in range(4)]   # the 4th loss follows 3 updates
+    got = [prepared.outputs(prepared.call())[0] for _ in range(4)]
+    assert want[3] < want[0] - 1e-3, f"dlc's loss did not fall: {want}"
+    for step, (g, w) in enumerate(zip(got, want)):
+        try:
+            compare([g], [w], wl.rtol, wl.atol)
+        except AssertionError as e:
+            raise AssertionError(f"{peer}, step {step + 1}: {e}") from None
 
 
 def test_compare_refuses_nan_and_disagreement():

@@ -143,7 +143,7 @@ def run_workload(wl: Workload, size: dict, backends: list[str], peers: list[str]
         if factory is None and peer == "onnxruntime" and not wl.training:
             factory = wl.peers.get("torch")
         if factory is None:
-            r.skipped = f"no {peer} version of {wl.name}"
+            r.skipped = wl.unavailable.get(peer) or f"no {peer} version of {wl.name}"
             results.append(r)
             continue
         try:

@@ -23,6 +23,9 @@ class Workload:
     flops: Callable[[dict], float] = lambda size: 0.0
     bytes: Callable[[dict], float] = lambda size: 0.0
     peers: dict[str, PeerFactory] = field(default_factory=dict)
+    # peers that have no sensible version of this workload, with the reason shown in the
+    # table instead of a time
+    unavailable: dict[str, str] = field(default_factory=dict)
     # outputs of a peer are compared to dlc's with these tolerances (float32 math differs in
     # summation order and in transcendental implementations)
     rtol: float = 1e-4
