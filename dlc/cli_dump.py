@@ -8,11 +8,14 @@ and the fusion and memory reports.
     dlc dump MODEL --explain-fusion     why each pair of nodes was or was not fused
     dlc dump MODEL --memory             the memory plan table
     dlc dump MODEL --memory-plot a.png  the buffers' lifetimes, offset x step
+    dlc dump MODEL --llvm | --asm       each kernel's LLVM IR or assembly (llvm backend)
+    dlc dump MODEL --kernels            each kernel's generated Triton source (triton backend)
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import importlib.util
 import sys
 import warnings
@@ -74,6 +77,16 @@ def _configure(p: argparse.ArgumentParser) -> None:
                    help="print the memory plan: buffers, offsets, naive/planned/lower bound")
     p.add_argument("--memory-plot", metavar="OUT.png",
                    help=f"draw the buffers' lifetimes (needs matplotlib: {PLOT_HINT})")
+    native = p.add_mutually_exclusive_group()
+    native.add_argument("--llvm", action="store_true",
+                        help="print each kernel's optimized LLVM IR (llvm backend), headed "
+                             "by its op or fused group and file:line")
+    native.add_argument("--asm", action="store_true",
+                        help="print each kernel's assembly for this machine, headed the same")
+    native.add_argument("--kernels", action="store_true",
+                        help="print each kernel's generated Triton source (triton backend), "
+                             "headed by its group, ops and file:line; with --all DIR also "
+                             "write them to DIR/triton/")
 
 
 def _wants_reports(args: argparse.Namespace) -> bool:
@@ -161,6 +174,10 @@ def cmd_dump(args: argparse.Namespace) -> int:
         raise UsageError(f"--memory-plot needs matplotlib, which is not installed: "
                          f"{PLOT_HINT}")
     graph = trace_model(load_model(args.model, args.seed))
+    if args.llvm or args.asm:
+        return _dump_native(args, graph, level)
+    if args.kernels:
+        return _dump_triton(args, graph, level)
     if not (args.level or args.after or _wants_reports(args)):
         write_text(FORMATS[args.format](graph), args.output)  # the traced IR
         return 0
@@ -169,4 +186,33 @@ def cmd_dump(args: argparse.Namespace) -> int:
     if args.after or args.output or not _wants_reports(args):
         stage = result.stage(args.after) if args.after else result.stages[-1]
         write_text(FORMATS[args.format](stage.graph), args.output)
+    return 0
+
+
+def _dump_native(args: argparse.Namespace, graph, level: str) -> int:
+    """--llvm / --asm: the kernels of the graph after the whole pipeline of --level."""
+    if args.after or _wants_reports(args) or args.format != "text":
+        raise UsageError("--llvm and --asm print kernels: they take no --after, --all, "
+                         "--diff, --format dot or report flags")
+    from backends.llvm.dump import kernel_listing
+    result = run_with_notes(graph, level, verify=args.verify or None)
+    write_text(kernel_listing(result.graph, "asm" if args.asm else "llvm"), args.output)
+    return 0
+
+
+def _dump_triton(args: argparse.Namespace, graph, level: str) -> int:
+    """--kernels: the triton kernels of the graph after the whole pipeline of --level;
+    with --all DIR the stages as usual and every kernel as DIR/triton/NAME.py."""
+    if args.after or args.diff or args.explain_fusion or args.memory or args.memory_plot \
+            or args.format != "text":
+        raise UsageError("--kernels prints kernels: it takes --level and --all DIR, no "
+                         "--after, --diff, --format dot or report flags")
+    from backends.triton.dump import kernel_listing, write_kernels
+    result = run_with_notes(graph, level, verify=args.verify or None, dump_dir=args.all_dir)
+    write_text(kernel_listing(result.graph), args.output)
+    if args.all_dir:
+        _print_reports(args, result)
+        kernel_dir = os.path.join(args.all_dir, "triton")
+        paths = write_kernels(result.graph, kernel_dir)
+        print(f"wrote {len(paths)} triton sources (kernels, helpers, module) to {kernel_dir}")
     return 0
