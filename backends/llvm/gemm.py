@@ -23,7 +23,8 @@ import llvmlite.ir as ir
 
 from backends.llvm.irutil import I64, IR, ITEMSIZE, SCALAR
 from backends.llvm.loops import (Buffer, Expr, Kernel, Let, Load, Store, Var, affine,
-                                 body_exprs, stride_along)
+                                 body_exprs, stride_along, substitute)
+from backends.llvm.views import imin
 
 ACC = "gemm.acc"
 VECTOR_BYTES = 64
@@ -199,42 +200,48 @@ def _bind_batch(g: Gemm, b, ev, flat) -> None:
 
 
 def _pack_b(g: Gemm, p: dict, m: IR, ev, dst, jc, nc) -> None:
-    """dst[panel][k][c] = B(k, jc + panel*NR + c), zero past column N."""
+    """dst[panel][k][c] = B(k, jc + panel*NR + c), zero past column N. Every panel is
+    packed a vector at a time; the last, partial one reads column N - 1 for the columns
+    past N (so that no lane reads outside B) and zeroes them."""
+    b = m.b
+    nr = p["nr"]
+    full = b.mul(b.sdiv(nc, I64(nr)), I64(nr))
+    with m.loop(I64(0), full, nr, name="pb") as jr:
+        _pack_panel(g, p, m, ev, dst, jr, b.add(jc, jr), g.b, masked=False)
+    with m.if_then(b.icmp_signed("<", full, nc)):
+        inside_b = substitute(g.b, {g.jvar: imin(Var(g.jvar), g.N - 1)})
+        _pack_panel(g, p, m, ev, dst, full, b.add(jc, full), inside_b, masked=True)
+
+
+def _pack_panel(g: Gemm, p: dict, m: IR, ev, dst, jr, j0, expr: Expr, masked: bool) -> None:
+    """One NR-wide panel of B's columns j0.. at panel offset jr: NRV vectors per k."""
     b = m.b
     t = SCALAR[g.dtype]
     nr, width = p["nr"], p["width"]
-    full = b.mul(b.sdiv(nc, I64(nr)), I64(nr))
-    with m.loop(I64(0), full, nr, name="pb") as jr:
-        base = b.mul(b.sdiv(jr, I64(nr)), I64(g.K * nr))
-        with m.loop(I64(0), I64(g.K), name="pbk") as k:
+    base = b.mul(b.sdiv(jr, I64(nr)), I64(g.K * nr))
+    saved = (ev.vector_var, ev.lanes)
+    ev.vector_var, ev.lanes = g.jvar, width
+    columns = [b.add(j0, I64(v * width)) for v in range(p["nrv"])]
+    zero = m.const(ir.VectorType(t, width), 0.0)
+    lane = m.iota(I64, width)
+    inside = [b.icmp_signed("<", b.add(m.splat(col, width), lane),
+                            m.const(ir.VectorType(I64, width), g.N))
+              for col in columns] if masked else None
+    with m.loop(I64(0), I64(g.K), name="pbk") as k:
+        ev.push()
+        ev.vars[g.kvar] = k
+        row = b.add(base, b.mul(k, I64(nr)))
+        for v, col in enumerate(columns):
             ev.push()
-            ev.vars[g.kvar] = k
-            row = b.add(base, b.mul(k, I64(nr)))
-            saved = (ev.vector_var, ev.lanes)
-            ev.vector_var, ev.lanes = g.jvar, width
-            for v in range(p["nrv"]):
-                ev.push()
-                ev.vars[g.jvar] = b.add(b.add(jc, jr), I64(v * width))
-                val = m.splat(ev(g.b), width)
-                b.store(val, b.gep(dst, [b.add(row, I64(v * width))], source_etype=t),
-                        align=ITEMSIZE[g.dtype])
-                ev.pop()
-            ev.vector_var, ev.lanes = saved
+            ev.vars[g.jvar] = col
+            val = m.splat(ev(expr), width)
+            if masked:
+                val = b.select(inside[v], val, zero)
+            b.store(val, b.gep(dst, [b.add(row, I64(v * width))], source_etype=t),
+                    align=ITEMSIZE[g.dtype])
             ev.pop()
-    # the last, partial panel: element by element, zeros past N
-    with m.if_then(b.icmp_signed("<", full, nc)):
-        base = b.mul(b.sdiv(full, I64(nr)), I64(g.K * nr))
-        with m.loop(I64(0), I64(g.K), name="pbe") as k:
-            with m.loop(I64(0), I64(nr), name="pbc") as c:
-                j = b.add(b.add(jc, full), c)
-                inside = b.icmp_signed("<", b.add(full, c), nc)
-                ev.push()
-                ev.vars[g.kvar] = k
-                ev.vars[g.jvar] = _min(b, j, I64(g.N - 1))
-                val = b.select(inside, ev(g.b), m.const(t, 0.0))
-                ev.pop()
-                b.store(val, b.gep(dst, [b.add(base, b.add(b.mul(k, I64(nr)), c))],
-                                   source_etype=t))
+        ev.pop()
+    ev.vector_var, ev.lanes = saved
 
 
 def _pack_a(g: Gemm, p: dict, m: IR, ev, dst, ic, mc) -> None:
@@ -303,6 +310,9 @@ def _micro(g: Gemm, p: dict, m: IR, ev, rows: list, bp, i0, j0, tile) -> None:
             phi.add_incoming(new[r][v], latch)
             row.append(phi)
         final.append(row)
+    if not _full_tiles_possible(g, p):
+        _store_edge(g, p, m, ev, final, i0, j0, tile)
+        return
     full = b.and_(b.icmp_signed("<=", b.add(i0, I64(mr)), I64(g.M)),
                   b.icmp_signed("<=", b.add(j0, I64(nr)), I64(g.N)))
     with b.if_else(full, likely=True) as (then, otherwise):
@@ -310,6 +320,14 @@ def _micro(g: Gemm, p: dict, m: IR, ev, rows: list, bp, i0, j0, tile) -> None:
             _store_full(g, p, m, ev, final, i0, j0)
         with otherwise:
             _store_edge(g, p, m, ev, final, i0, j0, tile)
+
+
+def _full_tiles_possible(g: Gemm, p: dict) -> bool:
+    """Whether some tile lies wholly inside the output. When none can (fewer than MR rows
+    or NR columns), only the edge store is generated: the vector store of a full tile
+    would never run, and a one-column output's index does not depend on the column, so
+    it could not be written as a vector anyway."""
+    return g.M >= p["mr"] and g.N >= p["nr"] and g.jvar in g.out_index.vars
 
 
 def _store_full(g: Gemm, p: dict, m: IR, ev, accs, i0, j0) -> None:
