@@ -18,12 +18,27 @@ from backends.triton.codegen.builder import (TL, KernelBuilder, broadcast_index,
 ExprFn = Callable[..., str]
 
 
+def operands(kb: KernelBuilder, node: Node, idx, mask) -> list[str]:
+    """Every operand of node evaluated at the (broadcast) output index."""
+    return [kb.value(v, broadcast_index(idx, node.shape, v.shape), mask) for v in node.inputs]
+
+
 def elementwise(fn: ExprFn) -> Callable:
     """A lowering that evaluates every operand at the (broadcast) output index."""
     def lower(kb: KernelBuilder, node: Node, idx, mask) -> str:
-        args = [kb.value(v, broadcast_index(idx, node.shape, v.shape), mask)
-                for v in node.inputs]
-        return kb.let(fn(node, *args), "v")
+        return kb.let(fn(node, *operands(kb, node, idx, mask)), "v")
+    return lower
+
+
+def logical(op: str) -> Callable:
+    """logical_and/or/xor as `a op b`. A 0-d operand meeting a block is compared with 0
+    first: the interpreter splats a 0-d comparison in its operands' dtype (float for
+    `x > 0.5`), which `&` rejects; `!= 0` gives it an integer dtype that `&` accepts."""
+    def lower(kb: KernelBuilder, node: Node, idx, mask) -> str:
+        args = operands(kb, node, idx, mask)
+        if any(kb.axes_of(a) for a in args):
+            args = [a if kb.axes_of(a) else f"({a} != 0)" for a in args]
+        return kb.let(f"{args[0]} {op} {args[1]}", "v")
     return lower
 
 
@@ -146,9 +161,6 @@ BINARY: dict[str, ExprFn] = {
     "minimum": _extremum("dlc_min_nan", "tl.minimum"),
     "eq": _compare("=="), "ne": _compare("!="), "lt": _compare("<"), "le": _compare("<="),
     "gt": _compare(">"), "ge": _compare(">="),
-    "logical_and": lambda n, a, b: f"{a} & {b}",
-    "logical_or": lambda n, a, b: f"{a} | {b}",
-    "logical_xor": lambda n, a, b: f"{a} ^ {b}",
 }
 
 
@@ -172,3 +184,4 @@ TERNARY: dict[str, ExprFn] = {"where": _where, "cast": _cast}
 
 LOWERING = {name: elementwise(fn) for table in (UNARY, BINARY, TERNARY)
             for name, fn in table.items()}
+LOWERING.update(logical_and=logical("&"), logical_or=logical("|"), logical_xor=logical("^"))

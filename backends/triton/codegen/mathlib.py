@@ -8,7 +8,7 @@ math.* in tests/backends/test_triton_math.py): expm1, log1p, tanh, sigmoid to a 
 ulps and ~1e-15 in float64; dlc_erf32/dlc_erfc32 to ~2e-7 relative; the float64 forms
 (dlc_erf64/dlc_erfc64) follow the eager reference's series and continued fraction.
 
-The random stream is the op table's counter-based hash (see dlc/ops/nn.py): uint32 multiply,
+The random stream is the op table's counter-based hash (see dlc/ops/random.py): uint32 multiply,
 xor and shift, which wrap identically on every backend.
 """
 from __future__ import annotations
@@ -138,7 +138,10 @@ def dlc_erfc64(z):
 @triton.jit
 def dlc_pow(a, b):
     # |a|^b = exp(b log|a|), signed for a negative base (-0.0 too) and an odd integer
-    # exponent; NaN for a negative base and a fractional exponent
+    # exponent; NaN for a negative base and a fractional exponent. One shape first: the
+    # flags below meet in `&`/`|`, which the interpreter cannot apply to a 0-d comparison
+    # and a block (it splats the 0-d one as float)
+    a, b = tl.broadcast(a, b)
     mag = tl.exp(b * tl.log(tl.abs(a)))
     whole = tl.floor(b) == b
     odd = whole & (b - 2.0 * tl.floor(0.5 * b) == 1.0)
@@ -216,13 +219,15 @@ def dlc_round_even(x):
 
 @triton.jit
 def dlc_max_nan(acc, x):
-    # elementwise max that keeps the first NaN (tl.max/tl.maximum may drop NaN)
-    return tl.where((x > acc) | (x != x), x, acc)
+    # elementwise max that keeps the first NaN (tl.max/tl.maximum may drop NaN); nested
+    # selects, not `|`: the interpreter splats a 0-d comparison (x a constant, acc a
+    # block) as the operands' float dtype, and `|` of float and bool fails there
+    return tl.where(x != x, x, tl.where(x > acc, x, acc))
 
 
 @triton.jit
 def dlc_min_nan(acc, x):
-    return tl.where((x < acc) | (x != x), x, acc)
+    return tl.where(x != x, x, tl.where(x < acc, x, acc))
 
 
 @triton.jit

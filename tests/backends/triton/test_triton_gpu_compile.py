@@ -69,6 +69,36 @@ def test_every_kernel_kind_compiles_for_sm90(tmp_path):
             assert kind in lines[label], (label, kind, lines[label])
 
 
+SCALARS_SCRIPT = textwrap.dedent("""
+    import dlc
+    from backends.triton.gpu_check import compile_for_gpu
+    from tests.backends.triton.test_triton_scalars import CASES
+    from tests.passes.fusion_models import mlp_train_step
+
+    for name, fn in sorted(CASES.items()):
+        graph = dlc.trace(fn, dlc.TensorSpec((4, 8)), dlc.TensorSpec(()))
+        for level in ("O0", "O2"):
+            assert all(k.ptx_bytes > 0 for k in compile_for_gpu(graph, 90, level)), name
+    schedule = dlc.optim.warmup_cosine(1e-2, warmup=1, total=6)
+    step = mlp_train_step(dlc.optim.AdamW(schedule, weight_decay=0.1))
+    kernels = compile_for_gpu(step, 90, "O2")
+    assert all(k.ptx_bytes > 0 for k in kernels)
+    print(len(kernels))
+""")
+
+
+def test_scalar_operand_kernels_compile_for_sm90(tmp_path):
+    """The 0-d operand cases of test_triton_scalars.py (nested selects in max/min, pow's
+    broadcast, `!= 0` in the logical ops) and a training step with a warmup_cosine
+    schedule compile for the GPU too, not only in the interpreter."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env.update(PYTHONPATH=str(ROOT), DLC_CACHE_DIR=str(tmp_path))
+    run = subprocess.run([sys.executable, "-c", SCALARS_SCRIPT], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-4000:]
+    assert int(run.stdout.split()[-1]) >= 10
+
+
 def test_an_interpreting_process_is_told_to_use_another():
     mlp = next(p for p in example_files() if p.stem == "mlp")
     with pytest.raises(DlcError, match="TRITON_INTERPRET=1"):

@@ -54,7 +54,10 @@ def test_example_model_matches_eager(path, rng):
     (mlp_train_step, dlc.optim.SGD(lr=0.1, momentum=0.9)),
     (mlp_train_step, dlc.optim.Adam(lr=1e-2)),
     (cnn_train_step, dlc.optim.AdamW(lr=1e-2, weight_decay=0.1)),
-], ids=["mlp-sgd-momentum", "mlp-adam", "cnn-adamw"])
+    # the schedule's clamp meets 0-d constants in its fused group (max/min with a scalar)
+    (mlp_train_step, dlc.optim.AdamW(dlc.optim.warmup_cosine(1e-2, warmup=1, total=6),
+                                     weight_decay=0.1)),
+], ids=["mlp-sgd-momentum", "mlp-adam", "cnn-adamw", "mlp-adamw-warmup-cosine"])
 def test_training_steps_match_eager(make, optimizer, rng):
     step = make(optimizer)
     eager = dlc.compile(step)
