@@ -32,8 +32,18 @@ def _initialize() -> None:
     _STATE["init"] = True
 
 
+# libgomp reads its wait policy when it loads. Its default spins idle workers for a long
+# while, which on a busy machine starves whoever holds the other core (measured: an RNN
+# training run 41 s spinning vs 9 s not); a passive policy costs a futex wake per parallel
+# region (MLP batch 1: 0.14 ms vs 0.027 ms). A short spin keeps both cheap. The user's
+# own OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
+SPIN_COUNT = "10000"
+
+
 def find_libgomp() -> str:
     """Path of the OpenMP runtime that ships with gcc."""
+    if "OMP_WAIT_POLICY" not in os.environ:
+        os.environ.setdefault("GOMP_SPINCOUNT", SPIN_COUNT)
     name = ctypes.util.find_library("gomp")
     candidates = [name] if name else []
     candidates += sorted(glob.glob("/usr/lib/gcc/*/*/libgomp.so"))
