@@ -16,28 +16,13 @@ import pytest
 
 import dlc
 from dlc import nn
+from tests.backends.model_checks import assert_model_close, user_args
 from tests.passes.fusion_models import (cnn_train_step, example_files, example_graph,
-                                        mlp_train_step, random_args)
+                                        mlp_train_step)
 
 EXAMPLES = example_files()
 
 
-def assert_model_close(got, want, scale_tol: float = 1e-5) -> None:
-    got = got if isinstance(got, tuple) else (got,)
-    want = want if isinstance(want, tuple) else (want,)
-    assert len(got) == len(want)
-    for g, w in zip(got, want):
-        assert g.shape == w.shape and g.dtype == w.dtype
-        assert np.isfinite(w).all() and np.isfinite(g).all()
-        if w.dtype.kind in "biu":
-            np.testing.assert_array_equal(g, w)
-            continue
-        atol = scale_tol * max(float(np.abs(w).max()), 1e-30)
-        np.testing.assert_allclose(g, w, rtol=1e-5, atol=atol)
-
-
-def user_args(graph, rng):
-    return [a for a, v in zip(random_args(graph, rng), graph.inputs) if v.role == "input"]
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
