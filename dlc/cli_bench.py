@@ -21,7 +21,8 @@ Every implementation is checked against the eager backend before it is timed; a 
 is not installed is skipped with one line saying how to install it (pip install
 'dlc[bench]'). BLAS and OpenMP thread counts are read when a process starts, so with
 --threads the command restarts itself once with OMP_NUM_THREADS, OPENBLAS_NUM_THREADS and
-MKL_NUM_THREADS set.
+MKL_NUM_THREADS set. jax (XLA) takes no thread count: it uses every core whatever
+--threads says, so compare it at the machine's full thread count.
 
 """ + MODEL_HELP
 
