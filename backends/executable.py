@@ -121,6 +121,14 @@ class Executable:
                 v = self.graph.input(name)
                 self.state[name] = self._check(v, array, f"{v.role} {name!r}").copy()
 
+    def save(self, directory: str, **options):
+        """Write this graph with its current parameters and state as an ahead-of-time
+        bundle (machine code from the llvm backend, C header, weights, manifest with
+        checksums), whichever backend runs it here; `dlc.load(directory)` reads it back.
+        `options`: target_cpu, embed_weights, threads, name."""
+        from backends.llvm.aot import write_bundle
+        return write_bundle(self.graph, directory, params=dict(self.state), **options)
+
     def state_dict(self) -> dict[str, np.ndarray]:
         """Parameters and buffers by name (PyTorch names for traced modules); for a training
         step, the model's own entries (not the optimizer's moments)."""
