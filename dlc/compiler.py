@@ -23,6 +23,19 @@ def compile(model, *specs, backend: str = "eager", params: dict | None = None,
     under pytest). Other options go to the backend.
     """
     from backends.registry import compile_graph
+    graph = optimized_graph(model, *specs, params=params, module=module,
+                            opt_level=opt_level, dump_dir=dump_dir, verify=verify)
+    if params:  # the passes may have dropped consts that fold and dce made unused
+        kept = {v.name for v in graph.inputs}
+        params = {k: v for k, v in params.items() if k in kept}
+    return compile_graph(graph, backend, params=params, **options)
+
+
+def optimized_graph(model, *specs, params: dict | None = None, module=None,
+                    opt_level: str = "O2", dump_dir: str | os.PathLike | None = None,
+                    verify: bool | None = None) -> Graph:
+    """What every compile path does before a backend: trace unless `model` is a Graph,
+    verify, rebind consts that `params` overrides, run the pipeline of `opt_level`."""
     from passes.manager import pipeline, run_pipeline
     pipeline(opt_level)  # an unknown level fails before tracing
     if isinstance(model, Graph):
@@ -36,11 +49,7 @@ def compile(model, *specs, backend: str = "eager", params: dict | None = None,
     if params:
         check_param_names(graph, params)
         graph = rebind_consts(graph, params)
-    graph = run_pipeline(graph, opt_level, verify=verify, dump_dir=dump_dir).graph
-    if params:  # the passes may have dropped consts that fold and dce made unused
-        kept = {v.name for v in graph.inputs}
-        params = {k: v for k, v in params.items() if k in kept}
-    return compile_graph(graph, backend, params=params, **options)
+    return run_pipeline(graph, opt_level, verify=verify, dump_dir=dump_dir).graph
 
 
 def check_param_names(graph: Graph, params: dict) -> None:

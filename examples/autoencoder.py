@@ -18,7 +18,6 @@ examples/vae.py adds the variational version on the same data and shares the pie
 """
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import dataclass, field
 
@@ -29,7 +28,7 @@ from dlc import nn
 from dlc.nn import functional as F
 from dlc.trainer import Training, fit
 import digits_data
-from plots import image_grid, require_matplotlib, run_script
+from plots import image_grid, require_matplotlib, run_script, script_arguments
 
 PIXELS = digits_data.SIDE ** 2
 HIDDEN = 128
@@ -156,16 +155,6 @@ def train(steps: int = STEPS, seed: int = 0, backend: str = "eager", progress: b
     return result
 
 
-def arguments(description: str, argv: list[str] | None, png: str | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=description)
-    p.add_argument("--steps", type=int, default=STEPS)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--backend", default="eager")
-    p.add_argument("--png", default=png, help=f"write a PNG grid of images here "
-                                              f"(default {png or 'none'})")
-    return p.parse_args(argv)
-
-
 def summary(name: str, result: Result) -> str:
     return (f"{name}: held-out reconstruction MSE {result.test_mse:.4f} per pixel "
             f"(untrained {result.initial_test_mse:.4f}, mean digit "
@@ -174,7 +163,7 @@ def summary(name: str, result: Result) -> str:
 
 
 def main(argv: list[str] | None = None) -> Result:
-    args = arguments(__doc__.splitlines()[0], argv, None)
+    args = script_arguments(__doc__.splitlines()[0], argv, STEPS, None)
     result = train(args.steps, args.seed, args.backend, png=args.png)
     print(summary("autoencoder", result))
     if args.png:

@@ -27,7 +27,6 @@ sampling noise).
 """
 from __future__ import annotations
 
-import argparse
 import math
 import time
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ import dlc
 from dlc import nn
 from dlc.nn import functional as F
 from dlc.trainer import Training, fit
-from plots import point_panels, require_matplotlib, run_script
+from plots import point_panels, require_matplotlib, run_script, script_arguments
 
 TIMESTEPS = 100
 COSINE_OFFSET = 0.008
@@ -264,12 +263,7 @@ def train(steps: int = STEPS, seed: int = 0, backend: str = "eager", progress: b
 
 
 def main(argv: list[str] | None = None) -> Result:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=STEPS)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--backend", default="eager")
-    p.add_argument("--png", default=PNG, help=f"the figure's path (default {PNG})")
-    args = p.parse_args(argv)
+    args = script_arguments(__doc__.splitlines()[0], argv, STEPS, PNG)
     result = train(args.steps, args.seed, args.backend, png=args.png)
     print(f"DDPM: energy distance of {SAMPLES} samples to real points {result.distance:.4f} "
           f"(untrained {result.initial_distance:.4f}, two real sets {result.floor:.4f}); "

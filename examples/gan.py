@@ -24,7 +24,6 @@ covered when at least 1% of the points are good points of that mode.
 """
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import dataclass, field
 
@@ -34,7 +33,7 @@ import dlc
 from dlc import nn
 from dlc.nn import functional as F
 from dlc.trainer import CustomRun
-from plots import point_panels, require_matplotlib, run_script
+from plots import point_panels, require_matplotlib, run_script, script_arguments
 from progress import Progress
 
 MODES = 8
@@ -269,12 +268,7 @@ def training(steps: int | None = None) -> CustomRun:
 
 
 def main(argv: list[str] | None = None) -> Result:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=STEPS)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--backend", default="eager")
-    p.add_argument("--png", default=PNG, help=f"the figure's path (default {PNG})")
-    args = p.parse_args(argv)
+    args = script_arguments(__doc__.splitlines()[0], argv, STEPS, PNG)
     result = train(args.steps, args.seed, args.backend, png=args.png)
     print(summary(result))
     print(f"wrote {args.png}")

@@ -6,6 +6,7 @@ is one line naming the extra to install.
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -34,6 +35,18 @@ def _matplotlib():
     except ImportError:
         raise MissingExtraError(f"writing a PNG needs matplotlib: {PLOT_EXTRA}") from None
     return Figure, FigureCanvasAgg
+
+
+def script_arguments(description: str, argv: list[str] | None, steps: int,
+                     png: str | None) -> argparse.Namespace:
+    """The command line every example script shares: --steps, --seed, --backend, --png."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--steps", type=int, default=steps)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backend", default="eager")
+    p.add_argument("--png", default=png, help=f"write the figure here (default "
+                                              f"{png or 'none'})")
+    return p.parse_args(argv)
 
 
 def run_script(main: Callable[[], object]) -> None:

@@ -26,10 +26,10 @@ import dlc
 from dlc import nn
 from dlc.nn import functional as F
 from dlc.trainer import Training
-from autoencoder import (BATCH, HIDDEN, LATENT, PIXELS, SHOWN, STEPS, Result, arguments,
+from autoencoder import (BATCH, HIDDEN, LATENT, PIXELS, SHOWN, STEPS, Result,
                          decoder, reconstruction_loss, reconstruction_training, run, sigmoid,
                          summary)
-from plots import image_grid, require_matplotlib, run_script
+from plots import image_grid, require_matplotlib, run_script, script_arguments
 
 PNG = "vae.png"
 
@@ -117,7 +117,7 @@ def train(steps: int = STEPS, seed: int = 0, backend: str = "eager", progress: b
 
 
 def main(argv: list[str] | None = None) -> Result:
-    args = arguments(__doc__.splitlines()[0], argv, PNG)
+    args = script_arguments(__doc__.splitlines()[0], argv, STEPS, PNG)
     result = train(args.steps, args.seed, args.backend, png=args.png)
     print(summary("VAE", result) + f"; held-out KL {result.extra['kl']:.2f} nats")
     if args.png:

@@ -63,19 +63,8 @@ def compile_bundle(model, *specs, directory: str | os.PathLike, name: str | None
                    **options) -> Bundle:
     """Trace (unless `model` is a Graph), run the pass pipeline of `opt_level` and write
     the bundle; `options` go to `write_bundle` (target_cpu, embed_weights, threads)."""
-    from dlc.compiler import check_param_names, rebind_consts
-    from dlc.ir.verify import verify
-    from passes.manager import run_pipeline
-    if isinstance(model, Graph):
-        graph = model
-    else:
-        from frontend.tracer import trace
-        graph = trace(model, *specs, module=module)
-    verify(graph)
-    if params:
-        check_param_names(graph, params)
-        graph = rebind_consts(graph, params)
-    graph = run_pipeline(graph, opt_level).graph
+    from dlc.compiler import optimized_graph
+    graph = optimized_graph(model, *specs, params=params, module=module, opt_level=opt_level)
     return write_bundle(graph, directory, name=name or graph.name, params=params, **options)
 
 
