@@ -16,6 +16,7 @@ examples:
   dlc bench --suite standard --backends eager,llvm --peers numpy,torch --json out.json
   dlc bench examples/suite.py:gemm --threads 1 --repeat 20
   dlc bench examples/mlp.py --kernels
+  dlc bench examples/suite.py:lenet --backends llvm --profile
 
 Every implementation is checked against the eager backend before it is timed; a peer that
 is not installed is skipped with one line saying how to install it (pip install
@@ -44,6 +45,9 @@ def _configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=int, default=2, help="untimed calls first (default 2)")
     p.add_argument("--kernels", action="store_true",
                    help="also time each fused kernel against its ops run one by one")
+    p.add_argument("--profile", action="store_true",
+                   help="llvm: time every kernel inside the compiled call (cycle counters "
+                        "around each kernel), slowest first")
     p.add_argument("--no-floors", action="store_true",
                    help="skip measuring copy bandwidth and sgemm rate")
     p.add_argument("--json", metavar="OUT", help="write machine, options and every sample")
@@ -132,6 +136,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             print(f"[{i}/{len(work)}] {msg}", file=sys.stderr, flush=True)
         results += run_workload(wl, size, backends, peers, floors, args.repeat, args.warmup,
                                 args.threads, kernels=args.kernels, seed=args.seed,
+                                profile=args.profile,
                                 progress=progress)
     print(report.table(results, floors))
     if args.kernels:
@@ -139,6 +144,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
             if r.kernels:
                 print()
                 print(report.kernel_table(r))
+    if args.profile:
+        from backends.llvm.profile import profile_table
+        for r in results:
+            if r.profile:
+                print(f"\nkernels of {r.workload} on {r.impl}, timed in the call "
+                      f"({args.threads} threads, mean of {args.repeat * 5} calls):")
+                print(profile_table(r.profile))
     if args.json:
         options = {k: v for k, v in vars(args).items() if not k.startswith("_") and
                    isinstance(v, (str, int, float, bool, type(None)))}

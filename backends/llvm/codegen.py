@@ -28,6 +28,10 @@ from backends.llvm.stmtgen import ERR_SLOTS, KernelGen, identity  # noqa: F401 (
 
 ENTRY = "dlc_main"
 NONFINITE = 2
+# a profiling build (profile=True) also has these: per-kernel cycle counters the entry adds
+# to around each kernel call, and a function reading the cycle counter (for calibration)
+PROFILE_COUNTERS = "dlc_profile_cycles"
+PROFILE_CLOCK = "dlc_profile_clock"
 
 
 # -- where buffers live --------------------------------------------------------------------
@@ -176,7 +180,24 @@ def emit_omp_wrapper(module: ir.Module, k: Kernel, kernel_fn: ir.Function,
     return fn
 
 
-def emit_entry(module: ir.Module, spec: ProgramSpec, fns: list) -> ir.Function:
+def _cycle_counter(m: IR) -> ir.Value:
+    return m.intrinsic("readcyclecounter", I64, [], overload=[])
+
+
+def emit_profile_clock(module: ir.Module) -> None:
+    fn = ir.Function(module, ir.FunctionType(I64, []), PROFILE_CLOCK)
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    b.ret(_cycle_counter(IR(module, b)))
+
+
+def profile_counters(module: ir.Module, count: int) -> ir.GlobalVariable:
+    counters = ir.GlobalVariable(module, ir.ArrayType(I64, max(count, 1)), PROFILE_COUNTERS)
+    counters.initializer = ir.Constant(counters.value_type, None)
+    return counters
+
+
+def emit_entry(module: ir.Module, spec: ProgramSpec, fns: list,
+               profile: bool = False) -> ir.Function:
     fnty = ir.FunctionType(I32, [PTR] * 5)
     main = ir.Function(module, fnty, ENTRY)
     inputs, outputs, params, arena, err = main.args
@@ -203,9 +224,11 @@ def emit_entry(module: ir.Module, spec: ProgramSpec, fns: list) -> ir.Function:
     gomp = _runtime_function(module, "GOMP_parallel", VOID, [PTR, PTR, I32, I32])
     width = max((len(bufs) for _, _, bufs in fns), default=0) + 2
     ctx = m.stack_array(PTR, width, name="ctx")
+    counters = profile_counters(module, len(spec.kernels)) if profile else None
     for index, (k, (kernel_fn, wrapper, bufs)) in enumerate(zip(spec.kernels, fns)):
         args = [address(buf) for buf in bufs]
         extent = parallel_extent(k)
+        started = _cycle_counter(m) if profile else None
         if k.can_fail:  # which kernel failed, for the message
             b.store(I64(index), b.gep(err, [I64(ERR_SLOTS - 1)], source_etype=I64))
         if wrapper is not None:
@@ -214,6 +237,11 @@ def emit_entry(module: ir.Module, spec: ProgramSpec, fns: list) -> ir.Function:
             b.call(gomp, [wrapper, ctx, I32(spec.threads), I32(0)])
         else:
             b.call(kernel_fn, args + [err, I64(0), I64(extent or 0), I64(0)])
+        if profile:
+            base = b.inttoptr(b.ptrtoint(counters, I64), PTR)  # an opaque pointer
+            slot = b.gep(base, [I64(index)], source_etype=I64)
+            spent = b.sub(_cycle_counter(m), started)
+            b.store(b.add(b.load(slot, typ=I64), spent), slot)
         if k.can_fail:
             code = b.load(b.gep(err, [I64(0)], source_etype=I64), typ=I64)
             with b.if_then(b.icmp_signed("!=", code, I64(0)), likely=False):
@@ -233,9 +261,10 @@ def _stop_unless_finite(m: IR, ptr: ir.Value, dtype: str) -> None:
         b.ret(I32(NONFINITE))
 
 
-def build_module(spec: ProgramSpec) -> ir.Module:
+def build_module(spec: ProgramSpec, profile: bool = False) -> ir.Module:
     """The LLVM module of a program: one function per distinct kernel (kernels that differ
-    only in the arrays they touch share one), the OpenMP wrappers, the entry function."""
+    only in the arrays they touch share one), the OpenMP wrappers, the entry function.
+    `profile` adds cycle counters around every kernel call (backends/llvm/profile.py)."""
     module = ir.Module(name=spec.name)
     fns = []
     shared: dict = {}
@@ -263,5 +292,7 @@ def build_module(spec: ProgramSpec) -> ir.Module:
         if key is not None:
             shared[key] = (fn, wrapper)
         fns.append((fn, wrapper, bufs))
-    emit_entry(module, spec, fns)
+    emit_entry(module, spec, fns, profile)
+    if profile:
+        emit_profile_clock(module)
     return module

@@ -64,29 +64,40 @@ def choose_tile(M: int, N: int, width: int) -> tuple[int, int]:
     return min(TILE_SHAPES, key=waste)
 
 
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
 def plan(g: Gemm, threads: int) -> dict:
+    """Block sizes and the work split. Threads share column blocks first (each packs its
+    own slice of B); only when there are too few columns do they split the rows, each then
+    packing the same B block."""
     size = ITEMSIZE[g.dtype]
     width = VECTOR_BYTES // size
     mr, nrv = choose_tile(g.M, g.N, width)
     nr = nrv * width
     k = max(g.K, 1)
-    mc = max(mr, min(-(-g.M // mr) * mr, A_BLOCK_BYTES // (k * size) // mr * mr))
-    nc = max(nr, min(-(-g.N // nr) * nr, B_BLOCK_BYTES // (k * size) // nr * nr))
+    mc = max(mr, min(_cdiv(g.M, mr) * mr, A_BLOCK_BYTES // (k * size) // mr * mr))
+    nc = max(nr, min(_cdiv(g.N, nr) * nr, B_BLOCK_BYTES // (k * size) // nr * nr))
     batches = 1
     for _, e in g.batch:
         batches *= e
-    col_blocks = -(-g.N // nc)
-    row_blocks = -(-g.M // mc)
+    col_blocks = _cdiv(g.N, nc)
+    if threads > 1 and batches == 1 and col_blocks % threads:
+        # as many column blocks as a multiple of the threads, when the columns allow it
+        want = min(_cdiv(col_blocks, threads) * threads, _cdiv(g.N, nr) // threads * threads)
+        if want >= threads:
+            nc = _cdiv(_cdiv(g.N, want), nr) * nr
+            col_blocks = _cdiv(g.N, nc)
     groups = 1
     if batches * col_blocks < threads:
-        # not enough column blocks to share: split the rows too (each thread packs B)
-        groups = min(row_blocks, -(-threads // (batches * col_blocks)))
-        if groups > 1 and row_blocks < groups * 2 and mc > mr:
-            # smaller row blocks so that the groups are even
-            mc = max(mr, -(-(-(-g.M // groups)) // mr) * mr)
-            row_blocks = -(-g.M // mc)
-            groups = min(groups, row_blocks)
-    per_group = -(-row_blocks // groups) * mc
+        # too few column blocks to share: split the rows too (each thread packs B)
+        wanted = min(_cdiv(threads, batches * col_blocks), _cdiv(g.M, mr))
+        if wanted > 1:
+            mc = min(mc, _cdiv(_cdiv(g.M, wanted), mr) * mr)
+            groups = min(wanted, _cdiv(g.M, mc))
+    row_blocks = _cdiv(g.M, mc)
+    per_group = _cdiv(row_blocks, groups) * mc
     return dict(mr=mr, nrv=nrv, nr=nr, width=width, mc=mc, nc=nc, col_blocks=col_blocks,
                 groups=groups, per_group=per_group, batches=batches,
                 items=batches * col_blocks * groups,
@@ -206,15 +217,80 @@ def _pack_b(g: Gemm, p: dict, m: IR, ev, dst, jc, nc) -> None:
     b = m.b
     nr = p["nr"]
     full = b.mul(b.sdiv(nc, I64(nr)), I64(nr))
+    transposed = _k_contiguous(g)
     with m.loop(I64(0), full, nr, name="pb") as jr:
-        _pack_panel(g, p, m, ev, dst, jr, b.add(jc, jr), g.b, masked=False)
+        if transposed:
+            _pack_panel_transposed(g, p, m, ev, dst, jr, b.add(jc, jr))
+        else:
+            _pack_panel(g, p, m, ev, dst, jr, b.add(jc, jr), g.b, masked=False)
     with m.if_then(b.icmp_signed("<", full, nc)):
         inside_b = substitute(g.b, {g.jvar: imin(Var(g.jvar), g.N - 1)})
         _pack_panel(g, p, m, ev, dst, full, b.add(jc, full), inside_b, masked=True)
 
 
-def _pack_panel(g: Gemm, p: dict, m: IR, ev, dst, jr, j0, expr: Expr, masked: bool) -> None:
-    """One NR-wide panel of B's columns j0.. at panel offset jr: NRV vectors per k."""
+def _k_contiguous(g: Gemm) -> bool:
+    """B is a load contiguous along k and strided along j: a transposed matrix (a Linear
+    layer's weight read as W^T). Its panels are packed by register transposes."""
+    return isinstance(g.b, Load) and affine(g.b.index) is not None and \
+        stride_along(g.b.index, g.kvar) == 1 and stride_along(g.b.index, g.jvar) not in (0, 1)
+
+
+def _transpose(m: IR, rows: list) -> list:
+    """The transpose of a square block held as `len(rows)` vectors of as many lanes: at
+    each distance d (n/2, ..., 1) the off-diagonal d x d blocks of every 2d x 2d block
+    trade places, one shuffle per output vector."""
+    n = len(rows)
+    rows = list(rows)
+    d = n // 2
+    while d:
+        low = [lane if not lane & d else n + lane - d for lane in range(n)]
+        high = [lane + d if not lane & d else n + lane for lane in range(n)]
+        for i in range(n):
+            if i & d:
+                continue
+            a, c = rows[i], rows[i + d]
+            rows[i] = m.b.shuffle_vector(a, c, ir.Constant(ir.VectorType(ir.IntType(32), n),
+                                                           low))
+            rows[i + d] = m.b.shuffle_vector(a, c, ir.Constant(
+                ir.VectorType(ir.IntType(32), n), high))
+        d //= 2
+    return rows
+
+
+def _pack_panel_transposed(g: Gemm, p: dict, m: IR, ev, dst, jr, j0) -> None:
+    """A full panel of a k-contiguous B: per block of `width` k's and vector of `width`
+    columns, `width` contiguous loads (one per column), a register transpose, and `width`
+    stores (one per k). The k's past the last whole block go a vector at a time."""
+    b = m.b
+    t = SCALAR[g.dtype]
+    nr, width = p["nr"], p["width"]
+    base = b.mul(b.sdiv(jr, I64(nr)), I64(g.K * nr))
+    whole = g.K // width * width
+    saved = (ev.vector_var, ev.lanes)
+    if whole:
+        ev.vector_var, ev.lanes = g.kvar, width
+        with m.loop(I64(0), I64(whole), width, name="pbt") as k0:
+            for v in range(p["nrv"]):
+                loads = []
+                for c in range(width):
+                    ev.push()
+                    ev.vars[g.kvar] = k0
+                    ev.vars[g.jvar] = b.add(j0, I64(v * width + c))
+                    loads.append(ev(g.b))
+                    ev.pop()
+                for kk, vec in enumerate(_transpose(m, loads)):
+                    row = b.add(base, b.mul(b.add(k0, I64(kk)), I64(nr)))
+                    b.store(vec, b.gep(dst, [b.add(row, I64(v * width))], source_etype=t),
+                            align=ITEMSIZE[g.dtype])
+    ev.vector_var, ev.lanes = saved
+    if whole < g.K:
+        _pack_panel(g, p, m, ev, dst, jr, j0, g.b, masked=False, k_from=whole)
+
+
+def _pack_panel(g: Gemm, p: dict, m: IR, ev, dst, jr, j0, expr: Expr, masked: bool,
+                k_from: int = 0) -> None:
+    """One NR-wide panel of B's columns j0.. at panel offset jr: NRV vectors per k (from
+    k_from on)."""
     b = m.b
     t = SCALAR[g.dtype]
     nr, width = p["nr"], p["width"]
@@ -227,7 +303,7 @@ def _pack_panel(g: Gemm, p: dict, m: IR, ev, dst, jr, j0, expr: Expr, masked: bo
     inside = [b.icmp_signed("<", b.add(m.splat(col, width), lane),
                             m.const(ir.VectorType(I64, width), g.N))
               for col in columns] if masked else None
-    with m.loop(I64(0), I64(g.K), name="pbk") as k:
+    with m.loop(I64(k_from), I64(g.K), name="pbk") as k:
         ev.push()
         ev.vars[g.kvar] = k
         row = b.add(base, b.mul(k, I64(nr)))

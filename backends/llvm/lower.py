@@ -79,6 +79,11 @@ class Lowering:
         self.loss_kernel: int | None = None
         self.roots: dict = {}           # id(view node) -> the value its view reads
         self.node_buffers: dict = {}    # node position -> Buffer
+        self.lifetimes: _Lifetimes | None = None
+
+    def source_survives(self, root: Value, view: Node) -> bool:
+        """Whether `root` keeps its value until every reader of `view` has run."""
+        return self.lifetimes is not None and self.lifetimes.survives(root, view)
 
     # -- buffers -------------------------------------------------------------------------
     def buffer(self, name: str, dtype: str, shape) -> Buffer:
@@ -170,6 +175,8 @@ def lower_graph(graph: Graph, threads: int, plan: MemoryPlan | None) -> Program:
     outputs = _output_slots(graph)
     inplace = _inplace_outputs(graph, plan)
     order = plan.schedule if plan is not None and plan.schedule else range(len(graph.nodes))
+    if plan is not None:
+        lw.lifetimes = _Lifetimes(graph, plan, outputs)
     offsets = dict(plan.offsets) if plan is not None else {}
     own_offset = plan.arena_bytes if plan is not None else 0
     consumers = _consumers(graph)
@@ -244,19 +251,85 @@ def _consumers(graph: Graph) -> dict:
 
 
 def _stays_view(lw: Lowering, node: Node, outputs: dict) -> bool:
-    """An index map whose source is never overwritten while it is read: rooted in a graph
-    input, or anywhere when the arena has no reuse (no plan)."""
+    """An index map whose source is not overwritten before its last reader runs: then its
+    readers read through it and nothing is copied (a GEMM packs a transposed weight or
+    activation straight from the source)."""
     if node.op.name not in VIEW_OPS or node.body is not None or id(node) in outputs:
         return False
     if not node.inputs:  # a source (full): recomputed where it is read
         return True
     src = node.inputs[0]
     root = lw.roots.get(id(src), src)
-    updated = set(lw.plan.inplace.values()) if lw.plan is not None else set()
-    if (isinstance(root, Input) and root.name not in updated) or lw.plan is None:
+    if lw.plan is None or lw.source_survives(root, node):
         lw.roots[id(node)] = root
         return True
     return False
+
+
+def _matmul_operand(reader: Node, value: Value) -> bool:
+    """Whether `reader` reads `value` only as an operand of a matmul (alone or at the head
+    of a contraction group)."""
+    if reader.body is None:
+        return reader.op.name == "matmul"
+    if reader.attrs.get("kind") != "contraction" or reader.body.nodes[0].op.name != "matmul":
+        return False
+    args = {a for a, v in zip(reader.body.inputs, reader.inputs) if v is value}
+    head = reader.body.nodes[0]
+    return all(n is head for n in reader.body.nodes if args & set(n.inputs))
+
+
+class _Lifetimes:
+    """When each value is read and overwritten under the memory plan, for deciding whether
+    a view may read its source later than the plan assumed (the source's last reader in
+    the plan is the view node itself)."""
+
+    def __init__(self, graph: Graph, plan: MemoryPlan, outputs: dict):
+        order = plan.schedule if plan.schedule else range(len(graph.nodes))
+        self.step = {id(graph.nodes[p]): k for k, p in enumerate(order)}
+        self.readers: dict = {}
+        for n in graph.nodes:
+            for v in n.inputs:
+                self.readers.setdefault(id(v), []).append(n)
+        # arena writes: (step, start, end) of every planned value
+        self.writes = sorted((self.step[id(graph.nodes[p])], o, o + graph.nodes[p].type.nbytes)
+                             for p, o in plan.offsets.items())
+        # param/state updated in place -> step of the node that writes it
+        self.updated = {}
+        for j, name in plan.inplace.items():
+            v = graph.outputs[j]
+            if isinstance(v, Node) and id(v) in outputs:
+                self.updated[name] = min(self.updated.get(name, len(self.step)),
+                                         self.step[id(v)])
+        self.offsets = {id(graph.nodes[p]): o for p, o in plan.offsets.items()}
+
+    def last_read(self, node: Node) -> int | None:
+        """The last step that reads `node`, following readers that are index maps (they may
+        become views themselves); None when a reader is not a matmul operand (a strided
+        view is only worth it where the GEMM's packing absorbs the strides)."""
+        last = self.step[id(node)]
+        for r in self.readers.get(id(node), ()):
+            if r.op.name in VIEW_OPS and r.body is None:
+                step = self.last_read(r)
+            else:
+                step = self.step[id(r)] if _matmul_operand(r, node) else None
+            if step is None:
+                return None
+            last = max(last, step)
+        return last
+
+    def survives(self, root: Value, view: Node) -> bool:
+        begin, end = self.step[id(view)], self.last_read(view)
+        if end is None:
+            return False
+        if isinstance(root, Input):
+            writer = self.updated.get(root.name)
+            return writer is None or writer > end
+        start = self.offsets.get(id(root))
+        if start is None:  # an output array or a value of its own: never reused
+            return True
+        stop = start + root.type.nbytes
+        return not any(begin < step <= end and lo < stop and start < hi
+                       for step, lo, hi in self.writes)
 
 
 def _lower_node(lw: Lowering, node: Node, views: list, out: Buffer) -> None:

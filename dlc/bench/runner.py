@@ -37,6 +37,7 @@ class Result:
     error: str | None = None
     skipped: str | None = None            # why this pair was not run (no such version)
     kernels: list = field(default_factory=list)
+    profile: list = field(default_factory=list)     # llvm KernelTime rows (--profile)
 
     @property
     def ok(self) -> bool:
@@ -99,7 +100,7 @@ def _compile(graph: Graph, backend: str, threads: int):
 
 def run_workload(wl: Workload, size: dict, backends: list[str], peers: list[str],
                  floors: Floors | None, repeat: int, warmup: int, threads: int,
-                 kernels: bool = False, seed: int = 0,
+                 kernels: bool = False, seed: int = 0, profile: bool = False,
                  progress: Callable[[str], None] = lambda s: None) -> list[Result]:
     rng = np.random.default_rng(seed)
     results: list[Result] = []
@@ -128,6 +129,10 @@ def run_workload(wl: Workload, size: dict, backends: list[str], peers: list[str]
             if kernels:
                 from dlc.bench.kernels import kernel_report
                 r.kernels = kernel_report(exe, arrays, backend, floors, repeat, threads)
+            if profile and backend == "llvm":
+                from backends.llvm.profile import profile as profile_kernels
+                r.profile = profile_kernels(exe.graph, arrays, threads, calls=repeat * 5,
+                                            params=exe.state)
         except Exception as e:
             r.error = _one_line(e)
             if "DLC_BENCH_DEBUG" in __import__("os").environ:

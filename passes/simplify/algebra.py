@@ -8,6 +8,10 @@
     reshape(reshape(x))          -> reshape(x)          (dropped when the shape is x's)
     broadcast_to(x) of x's shape -> x;  broadcast_to(broadcast_to(x)) -> broadcast_to(x)
     cast(x) to x's dtype         -> x
+    transpose(a @ b)             -> transpose(b) @ transpose(a)   (when the product has no
+                                    other reader: a weight gradient then comes out of its
+                                    matmul in the layout it is used in, and the transposes
+                                    of the operands cancel or are read in place by the GEMM)
     cast(cast(x, B), C)          -> cast(x, C) where x -> B is exact (C a float or bool
                                     type, or C the dtype of x: then just x)
 
@@ -169,10 +173,48 @@ RULES: dict[str, Rule] = {
 }
 
 
+def _swaps_last_two(node: Node) -> bool:
+    perm = list(node.attrs["perm"])
+    n = len(perm)
+    return n >= 2 and perm == list(range(n - 2)) + [n - 1, n - 2]
+
+
+def _transpose_product(b: Builder, node: Node, inputs: list[Value],
+                       readers: dict) -> Value | None:
+    """transpose(a @ b) as transpose(b) @ transpose(a), when the product is read only here
+    (else it would be computed twice)."""
+    (x,) = inputs
+    old = node.inputs[0]
+    if not (_of(x, "matmul") and _swaps_last_two(node) and readers.get(old) == 1
+            and min(v.type.ndim for v in x.inputs) >= 2):
+        return None
+    a, c = x.inputs
+    operands = []
+    for v in (c, a):
+        n = v.type.ndim
+        perm = list(range(n - 2)) + [n - 1, n - 2]
+        moved = Node(node.op, (v,), {"perm": perm}, node.type, node.loc, node.scope)
+        operands.append(_permute(moved, [v]) or emit_like(b, node, [v], attrs={"perm": perm}))
+    operands = [emit_like(b, node, e.inputs, op=e.op, attrs=e.attrs) if isinstance(e, Emit)
+                else e for e in operands]
+    return emit_like(b, x, operands, op=x.op, attrs=x.attrs)
+
+
 def algebra(graph: Graph) -> Graph:
     """Apply the identities of the module docstring, in one walk over the graph (a rewritten
     node's users see the rewrite, so chains like neg(neg(neg(neg(x)))) collapse)."""
+    readers: dict = {}
+    for n in graph.nodes:
+        for v in n.inputs:
+            readers[v] = readers.get(v, 0) + 1
+    for v in graph.outputs:
+        readers[v] = readers.get(v, 0) + 1
+
     def rule(b: Builder, node: Node, inputs: list[Value]) -> Value:
+        if node.op.name == "permute" and node.body is None:
+            product = _transpose_product(b, node, inputs, readers)
+            if product is not None:
+                return product
         simplify = RULES.get(node.op.name) if node.body is None else None
         result = simplify(node, inputs) if simplify is not None else None
         if result is None:

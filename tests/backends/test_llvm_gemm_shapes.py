@@ -85,3 +85,30 @@ def test_narrow_linear_layer_matches_eager(out_features, rng):
     assert np.isfinite(got).all()
     np.testing.assert_allclose(got, want, rtol=1e-5,
                                atol=1e-5 * max(float(np.abs(want).max()), 1.0))
+
+
+# (M, N, K): K a whole number of vectors or not, N a whole number of panels or not
+TRANSPOSED = [(64, 512, 784), (37, 100, 45), (5, 48, 16), (20, 33, 17), (128, 96, 64)]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_transposed_weight_products(dtype, rng):
+    """x @ W^T with W a parameter: the GEMM packs W^T straight from W (register
+    transposes for whole blocks of k, vectors for the rest), with no permute kernel."""
+    with Builder(f"transposed_{dtype}") as b:
+        outs = []
+        for s, (m, n, k) in enumerate(TRANSPOSED):
+            x = b.add_input(f"x{s}", TensorType((m, k), dtype))
+            w = b.add_input(f"w{s}", TensorType((n, k), dtype), "param",
+                            rng.standard_normal((n, k)).astype(dtype))
+            outs.append(b.emit("matmul", (x, b.emit("permute", (w,), {"perm": [1, 0]})), {}))
+    graph = b.finish(outs)
+    exe = dlc.compile(graph, backend="llvm", threads=2)
+    assert not [name for name, _ in exe.kernels() if "permute" in name]
+    xs = [rng.standard_normal(v.type.shape).astype(dtype) for v in graph.user_inputs]
+    for (m, n, k), x, w, got in zip(TRANSPOSED, xs, graph.params.values(), exe(*xs)):
+        want = x.astype(np.float64) @ w.astype(np.float64).T
+        assert np.isfinite(got).all()
+        np.testing.assert_allclose(got, want, rtol=RTOL[dtype],
+                                   atol=RTOL[dtype] * float(np.abs(want).max()),
+                                   err_msg=f"M={m} N={n} K={k}")
