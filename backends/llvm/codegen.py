@@ -38,9 +38,25 @@ PROFILE_CLOCK = "dlc_profile_clock"
 @dataclass
 class Placement:
     """Where a buffer's address comes from: ("input"|"output"|"param", index) reads the
-    caller's pointer array; ("arena", byte offset) is inside the arena."""
+    caller's pointer array; ("arena", byte offset) is inside the arena; ("const", number)
+    is a read-only table the lowering computed (`data`), a global of the module."""
     kind: str
     where: int
+    data: object = field(default=None, compare=False, repr=False)
+
+
+def _constant_global(module: ir.Module, name: str, data) -> ir.GlobalVariable:
+    """A private, 64-byte aligned global holding a lowering's table (int32 or float)."""
+    el = {"int32": I32, "int64": I64}.get(data.dtype.name) or MEMORY[data.dtype.name]
+    ty = ir.ArrayType(el, max(data.size, 1))
+    table = ir.GlobalVariable(module, ty, name)
+    values = [int(v) for v in data.ravel()] if data.dtype.kind == "i" else \
+        [float(v) for v in data.ravel()]
+    table.initializer = ir.Constant(ty, values or [0])
+    table.global_constant = True
+    table.linkage = "private"
+    table.align = 64
+    return table
 
 
 @dataclass
@@ -216,6 +232,10 @@ def emit_entry(module: ir.Module, spec: ProgramSpec, fns: list,
             raise DlcError(f"internal: buffer {buf.name} has no placement")
         if p.kind == "arena":
             v = b.gep(arena, [I64(p.where)], source_etype=ir.IntType(8))
+        elif p.kind == "const":
+            table = _constant_global(module, module.get_unique_name(f"table.{buf.name}"),
+                                     p.data)
+            v = b.inttoptr(b.ptrtoint(table, I64), PTR)
         else:
             v = b.load(b.gep(tables[p.kind], [I64(p.where)], source_etype=PTR), typ=PTR)
         cache[buf] = v

@@ -363,20 +363,9 @@ def _micro(g: Gemm, p: dict, m: IR, ev, rows: list, bp, i0, j0, tile) -> None:
             a.add_incoming(zero, pre)
     bvec = [b.load(b.gep(bp, [b.add(b.mul(k, I64(nr)), I64(v * width))], source_etype=t),
                    typ=vt, align=ITEMSIZE[g.dtype]) for v in range(nrv)]
-    new = []
-    for r, (base, step, offset) in enumerate(rows):
-        a = b.load(b.gep(base, [b.add(b.mul(k, I64(step)), I64(offset))], source_etype=t),
-                   typ=t)
-        s = m.splat(a, width)
-        new.append([m.fma(s, bvec[v], accs[r][v]) for v in range(nrv)])
-    nxt = b.add(k, I64(1))
-    latch = b.block
-    k.add_incoming(nxt, latch)
-    for r in range(mr):
-        for v in range(nrv):
-            accs[r][v].add_incoming(new[r][v], latch)
-    b.cbranch(b.icmp_signed("<", nxt, I64(g.K)), head, done)
-    b.position_at_end(done)
+    a_values = [b.load(b.gep(base, [b.add(b.mul(k, I64(step)), I64(offset))],
+                             source_etype=t), typ=t) for base, step, offset in rows]
+    new, latch = rank1_update(m, k, g.K, accs, a_values, bvec, head, done)
     final = []
     for r in range(mr):
         row = []
@@ -396,6 +385,26 @@ def _micro(g: Gemm, p: dict, m: IR, ev, rows: list, bp, i0, j0, tile) -> None:
             _store_full(g, p, m, ev, final, i0, j0)
         with otherwise:
             _store_edge(g, p, m, ev, final, i0, j0, tile)
+
+
+def rank1_update(m: IR, k, K: int, accs: list, a_values: list, bvec: list, head,
+                 done) -> tuple[list, ir.Block]:
+    """The body of a micro-kernel's K loop after its loads: accs[r][v] += a[r] * b[v],
+    then the back edge to `head` while k < K. Returns the updated accumulators and the
+    latch block (for the phis after the loop); the builder is left at `done`."""
+    b = m.b
+    width = bvec[0].type.count
+    new = [[m.fma(m.splat(a, width), bv, acc) for bv, acc in zip(bvec, row)]
+           for a, row in zip(a_values, accs)]
+    nxt = b.add(k, I64(1))
+    latch = b.block
+    k.add_incoming(nxt, latch)
+    for row, updated in zip(accs, new):
+        for acc, value in zip(row, updated):
+            acc.add_incoming(value, latch)
+    b.cbranch(b.icmp_signed("<", nxt, I64(K)), head, done)
+    b.position_at_end(done)
+    return new, latch
 
 
 def _full_tiles_possible(g: Gemm, p: dict) -> bool:

@@ -98,6 +98,13 @@ class Lowering:
         self.scratch_peak = max(self.scratch_peak, self.scratch_used)
         return buf
 
+    def constant(self, name: str, data) -> Buffer:
+        """A read-only table computed while lowering (a convolution's window offsets): a
+        global of the module, so AOT bundles carry it too."""
+        buf = self.buffer(name, data.dtype.name, data.shape)
+        self.placements[buf] = Placement("const", len(self.placements), data)
+        return buf
+
     def need_thread_scratch(self, nbytes: int) -> Buffer:
         """The per-thread scratch area (each thread uses its own `nbytes` slice)."""
         self.thread_scratch = max(self.thread_scratch, aligned(nbytes))

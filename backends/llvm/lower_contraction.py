@@ -12,10 +12,12 @@ from __future__ import annotations
 import math
 from typing import Callable
 
+import numpy as np
+
 from dlc.ir.graph import Node
 from backends.llvm.gemm import ACC, Gemm, gemm_kernel
-from backends.llvm.loops import (INDEX, Const, Expr, Reduce, Ref, Var, flat_index, fresh,
-                                 iadd, ifloordiv, imod, imul, isub, unflatten)
+from backends.llvm.loops import (INDEX, Buffer, Const, Expr, Load, Reduce, Ref, Var, flat_index,
+                                 fresh, iadd, ifloordiv, imod, imul, isub, unflatten)
 from backends.llvm.lower import KERNELS, Lowering
 from backends.llvm.schedule import reduction_kernel
 from backends.llvm.views import View, cast, cmp, const, imax, imin, op, select
@@ -115,6 +117,69 @@ def _window_source(x: View, n: Expr, channel: Expr, positions: list) -> Expr:
     return select(inside, value, const(0, x.dtype))
 
 
+def _lower_row_conv(lw: Lowering, node: Node, x: View, w: View, out, epilogue, name) -> bool:
+    """An output row at a time (conv_rows.py) where it applies; False otherwise."""
+    from backends.llvm.conv_rows import RowConv, row_conv_applies, row_conv_kernel, tap_tables
+    stride, padding, dilation = (tuple(node.attrs[k]) for k in ("stride", "padding",
+                                                                  "dilation"))
+    shape = node.type.shape
+    if not (row_conv_applies(shape, w.shape[2:], stride, node.type.dtype)
+            and x.buf is not None and x.buf.shape == x.shape
+            and w.buf is not None and w.buf.shape == w.shape):
+        return False
+    groups = node.attrs["groups"]
+    n_batch, c_out = shape[:2]
+    out_sp, kernel = shape[2:], w.shape[2:]
+    cig, cog = x.shape[1] // groups, c_out // groups
+    name = name or lw.kernel_name(node)
+    offsets, rows, cols = tap_tables(cig, kernel, dilation, x.shape[2:])
+    nv, gv, i, j = fresh("n"), fresh("g"), fresh("i"), fresh("j")
+    lead = [(fresh("o"), d) for d in out_sp[:-1]]
+    index = [Var(nv), iadd(imul(Var(gv), cog), Var(i))] + [Var(v) for v, _ in lead] + [Var(j)]
+    K = cig * math.prod(kernel)
+    g = Gemm(name, node.type.dtype, cog, out_sp[-1], K, [(nv, n_batch), (gv, groups)] + lead,
+             None, None, epilogue(index, Ref(ACC, node.type.dtype)), out,
+             flat_index(index, shape), i, j, fresh("k"))
+    conv = RowConv(name, node.type.dtype, x.buf, w.buf, tuple(out_sp[:-1]), out_sp[-1],
+                   groups, cog, cig, lw.constant(f"{name}.offsets", offsets),
+                   [lw.constant(f"{name}.rows{a}", r) for a, r in enumerate(rows)],
+                   lw.constant(f"{name}.cols", cols), stride, padding, tuple(x.shape[2:]), g)
+    lw.emit(row_conv_kernel(conv, lw.threads))
+    return True
+
+
+# a convolution's window table stays in L2 beside the packed panels
+WINDOW_TABLE_BYTES = 512 * 1024
+
+
+def _window_table(in_sp, out_sp, kernel, stride, padding, dilation) -> np.ndarray:
+    """table[tap, pixel] = the flat offset, within one input channel, of the element the
+    tap reads for the output pixel, or -1 where it reads padding. Packing the implicit
+    GEMM's B then costs a table load and a gather per element, not the index arithmetic
+    of the window."""
+    grids = np.meshgrid(*[np.arange(n) for n in kernel], *[np.arange(n) for n in out_sp],
+                        indexing="ij")
+    nsp = len(kernel)
+    offset = np.zeros(grids[0].shape, dtype=np.int64)
+    inside = np.ones(grids[0].shape, dtype=bool)
+    for a in range(nsp):
+        pos = grids[nsp + a] * stride[a] + grids[a] * dilation[a] - padding[a]
+        inside &= (pos >= 0) & (pos < in_sp[a])
+        offset = offset * in_sp[a] + pos
+    table = np.where(inside, offset, -1).reshape(math.prod(kernel), math.prod(out_sp))
+    return table.astype(np.int32)
+
+
+def _tabled_window_source(x: Buffer, table: Buffer, n: Expr, channel: Expr, tap: Expr,
+                          pixel: Expr, pixels: int) -> Expr:
+    """x[n, channel] at the table's offset for (tap, pixel); zero where it is -1."""
+    at = cast(Load(table, iadd(imul(tap, pixels), pixel)), INDEX)
+    plane = math.prod(x.shape[2:])
+    base = imul(iadd(imul(n, x.shape[1]), channel), plane)
+    value = Load(x, iadd(base, imax(at, 0)))
+    return select(cmp("ge", at, Const(0)), value, const(0, x.dtype))
+
+
 @_kernel("conv")
 def lower_conv(lw: Lowering, node: Node, views: list, out, epilogue: Epilogue = _plain,
                name: str | None = None) -> None:
@@ -125,6 +190,8 @@ def lower_conv(lw: Lowering, node: Node, views: list, out, epilogue: Epilogue = 
     out_sp, kernel = node.type.shape[2:], w.shape[2:]
     cig, cog = x.shape[1] // groups, c_out // groups
     taps, pixels = math.prod(kernel), math.prod(out_sp)
+    if _lower_row_conv(lw, node, x, w, out, epilogue, name):
+        return
     nv, gv, i, j, k = fresh("n"), fresh("g"), fresh("i"), fresh("j"), fresh("k")
     # A(i = output channel in the group, k = (input channel, tap)) = w[g*cog + i, k]
     a_expr = w.at(unflatten(iadd(imul(iadd(imul(Var(gv), cog), Var(i)), cig * taps),
@@ -133,9 +200,15 @@ def lower_conv(lw: Lowering, node: Node, views: list, out, epilogue: Epilogue = 
     c, tap = ifloordiv(Var(k), taps), imod(Var(k), taps)
     t_index = unflatten(tap, kernel)
     o_index = unflatten(Var(j), out_sp)
-    positions = [iadd(imul(o, s), imul(t, d), -p) for o, t, s, d, p in
-                 zip(o_index, t_index, stride, dilation, padding)]
-    b_expr = _window_source(x, Var(nv), iadd(imul(Var(gv), cig), c), positions)
+    channel = iadd(imul(Var(gv), cig), c)
+    table = _window_table(x.shape[2:], out_sp, kernel, stride, padding, dilation)
+    if x.buf is not None and x.buf.shape == x.shape and table.nbytes <= WINDOW_TABLE_BYTES:
+        b_expr = _tabled_window_source(x.buf, lw.constant(f"{name or 'conv'}.windows", table),
+                                       Var(nv), channel, tap, Var(j), pixels)
+    else:
+        positions = [iadd(imul(o, s), imul(t, d), -p) for o, t, s, d, p in
+                     zip(o_index, t_index, stride, dilation, padding)]
+        b_expr = _window_source(x, Var(nv), channel, positions)
     index = [Var(nv), iadd(imul(Var(gv), cog), Var(i))] + o_index
     shape = node.type.shape
     g = Gemm(name or lw.kernel_name(node), node.type.dtype, cog, pixels, cig * taps,

@@ -234,6 +234,21 @@ def test_threaded_bundle_links_openmp(tmp_path, rng):
     close(dlc.load(tmp_path)(x), torch.relu(torch.from_numpy(x) * 2 + 1).numpy())
 
 
+def test_convolution_bundle_carries_its_tables(tmp_path, rng):
+    """Row and window convolutions read per-tap tables made at lowering time: the bundle's
+    object holds them (no Python at run time) and its results equal torch's."""
+    nn.init.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 6, 5, padding=2), nn.ReLU(),
+                          nn.Conv2d(6, 4, 3, stride=2, padding=1))
+    aot.compile_bundle(model, dlc.TensorSpec((3, 2, 20, 20)), directory=tmp_path, name="cnn")
+    x = rng.standard_normal((3, 2, 20, 20)).astype(np.float32)
+    sd = {k: torch.from_numpy(v) for k, v in model.state_dict().items()}
+    h = torch.relu(torch.nn.functional.conv2d(torch.from_numpy(x), sd["0.weight"],
+                                              sd["0.bias"], padding=2))
+    want = torch.nn.functional.conv2d(h, sd["2.weight"], sd["2.bias"], stride=2, padding=1)
+    close(dlc.load(tmp_path)(x), want.numpy())
+
+
 def _copy(bundle: Path, tmp_path: Path) -> Path:
     target = tmp_path / "copy"
     shutil.copytree(bundle, target)
