@@ -36,6 +36,7 @@ import numpy as np
 from dlc.errors import ArgumentError, DlcError, VerifyError
 from dlc.fileio import atomic_write_text, save_npz
 from dlc.ir.graph import Graph
+from dlc.ir.groups import kernel_count as count_kernels
 from dlc.ir.verify import verify as verify_graph
 
 PassFn = Callable[[Graph], Graph]
@@ -137,8 +138,9 @@ def node_count(graph: Graph) -> int:
 
 
 def kernel_count(graph: Graph) -> int:
-    """Top-level nodes: what a backend launches (a fused group is one)."""
-    return len(graph.nodes)
+    """Top-level nodes: what a backend launches (a fused group is one; the `result` nodes
+    of a multi-output group compute nothing)."""
+    return count_kernels(graph.nodes)
 
 
 def graph_bytes(graph: Graph) -> int:

@@ -9,53 +9,65 @@ keeps the new order only when its peak of live bytes is lower than the current o
 so it never makes the peak worse.
 
 Live bytes count the values of top-level nodes from the node that computes them to their
-last reader; graph outputs stay live to the end. Inputs live in the caller's arrays.
+last reader; graph outputs stay live to the end. Inputs live in the caller's arrays. A
+multi-output fused node computes the values of its `result` nodes too: they count from its
+step, and its result nodes run right after it.
 """
 from __future__ import annotations
 
 import heapq
 
 from dlc.ir.graph import Graph, Node, Value
+from dlc.ir.groups import results_of
+from dlc.ir.plan import live_ranges, peak_of
 from passes.simplify.common import carry_meta
 
 
 def peak_live_bytes(graph: Graph, order: list[Node] | None = None) -> int:
     """The most bytes of node values live at once when the nodes run in `order`."""
     order = graph.nodes if order is None else order
-    last_use: dict[Value, int] = {}
-    for step, node in enumerate(order):
-        for v in node.inputs:
-            last_use[v] = step
-    outputs = set(graph.outputs)
-    live = peak = 0
-    dying: dict[int, int] = {}
-    for step, node in enumerate(order):
-        live += node.type.nbytes
-        peak = max(peak, live)
-        if node not in outputs and node not in last_use:
-            live -= node.type.nbytes  # computed and never read: dead at once
-        elif node not in outputs:
-            dying[last_use[node]] = dying.get(last_use[node], 0) + node.type.nbytes
-        live -= dying.pop(step, 0)
-    return peak
+    position = {n: i for i, n in enumerate(graph.nodes)}
+    ranges = live_ranges(graph, [position[n] for n in order])
+    outputs, end = set(graph.outputs), len(order) - 1
+    return peak_of((first, end if graph.nodes[pos] in outputs else last,
+                    graph.nodes[pos].type.nbytes) for pos, (first, last) in ranges.items())
 
 
 def _greedy_order(graph: Graph) -> list[Node]:
     position = {n: i for i, n in enumerate(graph.nodes)}
-    users: dict[Value, list[Node]] = graph.users()
     outputs = set(graph.outputs)
-    remaining = {v: len(set(us)) for v, us in users.items()}  # readers not yet run
+    results = results_of(graph.nodes)
+    attached = {r for rs in results.values() for r in rs}  # run right after their fused node
+    users: dict[Value, list[Node]] = graph.users()
+    remaining = {v: len({u for u in us if u not in attached})  # readers not yet run
+                 for v, us in users.items()}
     waiting = {n: len({v for v in n.inputs if v in position}) for n in graph.nodes}
     done: set[Node] = set()
 
     def delta(n: Node) -> int:
+        written = sum(v.type.nbytes for v in [n] + results.get(n, []))
         freed = sum(v.type.nbytes for v in set(n.inputs)
                     if v in position and v not in outputs and remaining[v] == 1)
-        return n.type.nbytes - freed
+        return written - freed
 
     heap = [(delta(n), position[n], n) for n in graph.nodes if waiting[n] == 0]
     heapq.heapify(heap)
     order: list[Node] = []
+
+    def run(n: Node) -> None:
+        done.add(n)
+        order.append(n)
+        for v in set(n.inputs) if n not in attached else ():
+            remaining[v] -= 1
+            if remaining[v] == 1:  # its last reader may now free it: re-rank that reader
+                for u in users[v]:
+                    if u not in done and waiting[u] == 0 and u not in attached:
+                        heapq.heappush(heap, (delta(u), position[u], u))
+        for u in set(users.get(n, ())):
+            waiting[u] -= 1
+            if waiting[u] == 0 and u not in attached:
+                heapq.heappush(heap, (delta(u), position[u], u))
+
     while heap:
         d, pos, n = heapq.heappop(heap)
         if n in done:
@@ -63,18 +75,8 @@ def _greedy_order(graph: Graph) -> list[Node]:
         if d != delta(n):  # stale: its inputs' other readers have run since
             heapq.heappush(heap, (delta(n), pos, n))
             continue
-        done.add(n)
-        order.append(n)
-        for v in set(n.inputs):
-            remaining[v] -= 1
-            if remaining[v] == 1:  # its last reader may now free it: re-rank that reader
-                for u in users[v]:
-                    if u not in done and waiting[u] == 0:
-                        heapq.heappush(heap, (delta(u), position[u], u))
-        for u in set(users.get(n, ())):
-            waiting[u] -= 1
-            if waiting[u] == 0:
-                heapq.heappush(heap, (delta(u), position[u], u))
+        for m in [n] + results.get(n, []):
+            run(m)
     return order
 
 

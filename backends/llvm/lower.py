@@ -20,6 +20,7 @@ from typing import Callable
 
 from dlc.errors import DlcError
 from dlc.ir.graph import Graph, Input, Node, Value
+from dlc.ir.groups import is_result, kernel_of, results_of
 from dlc.ir.plan import ALIGNMENT, MemoryPlan
 from backends.llvm.codegen import Placement, ProgramSpec
 from backends.llvm.loops import Buffer, Kernel
@@ -187,16 +188,13 @@ def lower_graph(graph: Graph, threads: int, plan: MemoryPlan | None) -> Program:
     offsets = dict(plan.offsets) if plan is not None else {}
     own_offset = plan.arena_bytes if plan is not None else 0
     consumers = _consumers(graph)
-    for pos in order:
-        node = graph.nodes[pos]
-        lw.current = node
-        lw.scratch_used = 0
-        if id(node) not in outputs and not consumers.get(id(node)):
-            continue  # nothing reads it
-        views = [lw.view(v) for v in node.inputs]
-        if _stays_view(lw, node, outputs):
-            lw.views[node] = POINTWISE[node.op.name](node, views)
-            continue
+    position = {id(n): i for i, n in enumerate(graph.nodes)}
+    results = results_of(graph.nodes)
+
+    def place(pos: int, node: Node) -> Buffer:
+        """The buffer of a top-level value: an output array, a param updated in place, or
+        its planned (else its own) slice of the arena."""
+        nonlocal own_offset
         out = lw.buffer(f"v{pos}", node.type.dtype, node.type.shape)
         if id(node) in outputs:
             j = outputs[id(node)]
@@ -213,7 +211,24 @@ def lower_graph(graph: Graph, threads: int, plan: MemoryPlan | None) -> Program:
         lw.buffers[node] = out
         lw.node_buffers[pos] = out
         lw.views[node] = buffer_view(out)
-        _lower_node(lw, node, views, out)
+        return out
+
+    for pos in order:
+        node = graph.nodes[pos]
+        if is_result(node):
+            continue  # placed and written with its fused node
+        lw.current = node
+        lw.scratch_used = 0
+        if id(node) not in outputs and not consumers.get(id(node)):
+            continue  # nothing reads it
+        views = [lw.view(v) for v in node.inputs]
+        if _stays_view(lw, node, outputs):
+            lw.views[node] = POINTWISE[node.op.name](node, views)
+            continue
+        out = place(pos, node)
+        extra = [place(position[id(r)], r) for r in
+                 sorted(results.get(node, ()), key=lambda r: r.attrs["index"])]
+        _lower_node(lw, node, views, out, extra)
         if graph.meta.get("train_step") and graph.outputs and node is graph.outputs[0]:
             lw.loss_kernel = len(lw.kernels) - 1
     arena = aligned(max([own_offset] + [o + aligned(graph.nodes[p].type.nbytes)
@@ -273,6 +288,21 @@ def _stays_view(lw: Lowering, node: Node, outputs: dict) -> bool:
     return False
 
 
+def _contiguous_rows(view: Node) -> bool:
+    """An index map that keeps the innermost axis contiguous (a reshape of a contiguous
+    value, a unit-step slice, a permute that leaves the last axis last): its readers
+    still load whole vectors through it."""
+    name = view.op.name
+    if name in ("reshape", "broadcast_to"):
+        return True
+    if name == "slice":
+        return view.type.ndim == 0 or view.attrs["steps"][-1] == 1
+    if name == "permute":
+        perm = view.attrs["perm"]
+        return not perm or perm[-1] == len(perm) - 1
+    return False
+
+
 def _matmul_operand(reader: Node, value: Value) -> bool:
     """Whether `reader` reads `value` only as an operand of a matmul (alone or at the head
     of a contraction group)."""
@@ -298,7 +328,8 @@ class _Lifetimes:
             for v in n.inputs:
                 self.readers.setdefault(id(v), []).append(n)
         # arena writes: (step, start, end) of every planned value
-        self.writes = sorted((self.step[id(graph.nodes[p])], o, o + graph.nodes[p].type.nbytes)
+        self.writes = sorted((self.step[id(kernel_of(graph.nodes[p]))], o,
+                              o + graph.nodes[p].type.nbytes)
                              for p, o in plan.offsets.items())
         # param/state updated in place -> step of the node that writes it
         self.updated = {}
@@ -306,19 +337,20 @@ class _Lifetimes:
             v = graph.outputs[j]
             if isinstance(v, Node) and id(v) in outputs:
                 self.updated[name] = min(self.updated.get(name, len(self.step)),
-                                         self.step[id(v)])
+                                         self.step[id(kernel_of(v))])
         self.offsets = {id(graph.nodes[p]): o for p, o in plan.offsets.items()}
 
     def last_read(self, node: Node) -> int | None:
         """The last step that reads `node`, following readers that are index maps (they may
-        become views themselves); None when a reader is not a matmul operand (a strided
-        view is only worth it where the GEMM's packing absorbs the strides)."""
+        become views themselves); None when a reader would read it with strides no vector
+        load covers and is not a matmul operand (the GEMM's packing absorbs strides)."""
         last = self.step[id(node)]
         for r in self.readers.get(id(node), ()):
             if r.op.name in VIEW_OPS and r.body is None:
                 step = self.last_read(r)
             else:
-                step = self.step[id(r)] if _matmul_operand(r, node) else None
+                step = self.step[id(r)] if _contiguous_rows(node) or \
+                    _matmul_operand(r, node) else None
             if step is None:
                 return None
             last = max(last, step)
@@ -339,10 +371,13 @@ class _Lifetimes:
                        for step, lo, hi in self.writes)
 
 
-def _lower_node(lw: Lowering, node: Node, views: list, out: Buffer) -> None:
+def _lower_node(lw: Lowering, node: Node, views: list, out: Buffer,
+                extra: list = ()) -> None:
+    """Emit the kernels of `node` writing `out` (and `extra`, the buffers of a fused
+    node's outputs 1.., when it has several)."""
     if node.body is not None:
         from backends.llvm.lower_fused import lower_fused
-        lower_fused(lw, node, views, out)
+        lower_fused(lw, node, views, out, extra)
         return
     name = node.op.name
     if name in KERNELS:

@@ -19,7 +19,7 @@ from backends.llvm.loops import (Const, Kernel, Let, Load, Loop, Reduce, Ref, St
                                  walk_stmts)
 from backends.llvm.lower import KERNELS, POINTWISE, Lowering
 from backends.llvm.lower_reduction import reduce_element
-from backends.llvm.schedule import finish_nest, pointwise_kernel
+from backends.llvm.schedule import finish_nest, index_vars, pointwise_kernel
 from backends.llvm.views import View, buffer_view, checks
 
 
@@ -27,10 +27,18 @@ class NotARowKernel(Exception):
     """The body does not have the shape of a row kernel; lower it op by op."""
 
 
-def lower_fused(lw: Lowering, node: Node, views: list, out) -> None:
+def lower_fused(lw: Lowering, node: Node, views: list, out, extra: list = ()) -> None:
+    """`extra`: the buffers of outputs 1.. of a multi-output group (its result nodes')."""
     kind = node.attrs.get("kind", "opaque")
     body = node.body
     name = lw.kernel_name(node)
+    if extra:
+        outs = [out] + list(extra)
+        if kind == "pointwise" and _all_pointwise(body):
+            lw.emit(_multi_pointwise_kernel(name, outs, _compose_all(body, views), lw.threads))
+        else:
+            _op_by_op(lw, node, views, outs)
+        return
     if kind == "pointwise" and _all_pointwise(body):
         view = _compose(body, views)
         lw.emit(pointwise_kernel(name, out, view, lw.threads))
@@ -53,12 +61,34 @@ def _all_pointwise(body) -> bool:
 
 def _compose(body, views: list, env: dict | None = None) -> View:
     """The view of the body's output, every node a view of its operands."""
+    return _compose_all(body, views, env)[0]
+
+
+def _compose_all(body, views: list, env: dict | None = None) -> list[View]:
+    """The views of every output of the body."""
     env = dict(env or {})
     env.update(zip(body.inputs, views))
     for n in body.nodes:
         if n not in env:
             env[n] = POINTWISE[n.op.name](n, [env[v] for v in n.inputs])
-    return env[body.outputs[0]]
+    return [env[v] for v in body.outputs]
+
+
+def _multi_pointwise_kernel(name: str, outs: list, views: list, threads: int) -> Kernel:
+    """One loop over the shared domain storing every output. Each element's values are all
+    computed before any is stored: an output planned over an input (an in-place update)
+    must not change what the other outputs read at that element."""
+    shape = outs[0].shape
+    index, loops = index_vars(shape)
+    flat = flat_index(index, shape)
+    with checks() as found:
+        values = [v.at(index) for v in views]
+    names = [fresh("out") for _ in outs]
+    body = found + [Let(n, v) for n, v in zip(names, values)] + \
+        [Store(buf, flat, Ref(n, v.dtype)) for buf, n, v in zip(outs, names, values)]
+    size = max(outs[0].size, 1)
+    return Kernel(name, finish_nest(nest(loops, body), size * len(outs), threads), "",
+                  can_fail=bool(found))
 
 
 # -- contraction + epilogue ----------------------------------------------------------------------
@@ -205,20 +235,25 @@ def _vectorize_row_stores(body: list) -> None:
 
 # -- op by op ------------------------------------------------------------------------------------
 def _op_by_op(lw: Lowering, node: Node, views: list, out) -> None:
+    """The body node by node; `out` is the output buffer, or one per output."""
     from backends.llvm.lower import _lower_node
     body = node.body
+    outs = out if isinstance(out, list) else [out]
     env = dict(zip(body.inputs, views))
-    result = body.outputs[0]
+    target = {}  # body value -> the output buffer it is computed into (its first output)
+    for v, buf in zip(body.outputs, outs):
+        target.setdefault(v, buf)
     for n in body.nodes:
         ins = [env[v] for v in n.inputs]
-        if n is not result and n.body is None and n.op.name in POINTWISE and \
+        if n not in target and n.body is None and n.op.name in POINTWISE and \
                 n.op.name in ("broadcast_to", "reshape", "permute", "slice", "flip"):
             env[n] = POINTWISE[n.op.name](n, ins)
             continue
-        buf = out if n is result else lw.scratch(f"{node.attrs.get('name', 'fused')}.t",
-                                                 n.type.dtype, n.type.shape)
+        buf = target.get(n) or lw.scratch(f"{node.attrs.get('name', 'fused')}.t",
+                                          n.type.dtype, n.type.shape)
         _lower_node(lw, n, ins, buf)
         env[n] = buffer_view(buf)
-    if result in body.inputs:  # a body that yields an argument: copy it
-        lw.emit(pointwise_kernel(lw.kernel_name(node), out, env[result], lw.threads))
+    for v, buf in zip(body.outputs, outs):
+        if v in body.inputs or target[v] is not buf:  # an argument or a repeated value
+            lw.emit(pointwise_kernel(lw.kernel_name(node), buf, env[v], lw.threads))
 

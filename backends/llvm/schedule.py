@@ -19,7 +19,7 @@ from backends.llvm.views import View, checks
 PARALLEL_MIN_WORK = 1 << 15
 
 
-def _index_vars(shape: Sequence[int]) -> tuple[list[Expr], list[tuple[str, int]]]:
+def index_vars(shape: Sequence[int]) -> tuple[list[Expr], list[tuple[str, int]]]:
     """Index expressions for an output shape: a loop variable per axis longer than 1."""
     index, loops = [], []
     for d in shape:
@@ -56,7 +56,7 @@ def pointwise_kernel(name: str, out: Buffer, view: View, threads: int,
     """out[i] = view[i] for every element i of out."""
     if out.size == 0:
         return None
-    index, loops = _index_vars(out.shape)
+    index, loops = index_vars(out.shape)
     with checks() as found:
         value = view.at(index)
     body = found + [Store(out, flat_index(index, out.shape), value)]
@@ -71,7 +71,7 @@ def reduction_kernel(name: str, out: Buffer, out_shape: Sequence[int],
     for the output index o (expressions over loop variables)."""
     if out.size == 0:
         return None
-    index, loops = _index_vars(out_shape)
+    index, loops = index_vars(out_shape)
     with checks() as found:
         stmts, value = element(index)
     stmts = [collapse_reduce(s) if isinstance(s, Reduce) else s for s in stmts]

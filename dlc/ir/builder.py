@@ -111,10 +111,10 @@ class Builder:
         try:
             opdef.check_arity(len(inputs))
             canon = opdef.canonical_attrs(types, attrs)
-            if body is not None:  # a fused group takes its type from its body
+            if body is not None:  # a fused group takes its type from its body's output 0
                 out_type = body.outputs[0].type
             else:
-                out_type = opdef.infer(types, canon)
+                out_type = opdef.infer_for(inputs, canon)
         except ShapeError as e:
             where = " ".join(p for p in (f"in layer {scope}" if scope else "",
                                          f"at {loc}" if loc else "") if p)

@@ -28,11 +28,19 @@ The kinds (`KINDS`):
   bias). The yielded value depends on the contraction and has its shape.
 - "opaque": any valid body, nested fused nodes included; a backend runs it op by op.
 
-A memory plan may let an elementwise op or a "pointwise" group write its output over an
+Outputs: a body yields k >= 1 values. The first is the fused node's own value; each other
+one (index 1..k-1) is read through exactly one `result` node {index} that reads the fused
+node and has the yielded value's type (`results_of`, checked by `dlc.verify`). Only
+"pointwise" and "opaque" groups may yield several values; the values a "pointwise" body
+yields share one shape, the kernel's domain (their dtypes may differ). A result node
+computes nothing: its value is written when its fused node's kernel runs (`kernel_of`).
+
+A memory plan may let an elementwise op or a "pointwise" group write an output over an
 input of the same shape that dies there (`reads_elementwise`; dlc/ir/plan.py): such a
-kernel reads each element of that input before writing the output element at the same
-index. Contraction and reduction kernels are never planned in place, so they may use
-their output as scratch (a GEMM accumulating in C).
+kernel reads element i of every input before it writes element i of any output. So each
+output of a multi-output pointwise kernel may take the buffer of a different dying input.
+Contraction and reduction kernels are never planned in place, so they may use their
+output as scratch (a GEMM accumulating in C).
 """
 from __future__ import annotations
 
@@ -46,6 +54,8 @@ CONTRACTION_KIND, OPAQUE_KIND = "contraction", "opaque"
 KINDS = (POINTWISE_KIND, REDUCTION_KIND, CONTRACTION_KIND, OPAQUE_KIND)
 
 POINTWISE, REDUCE, CONTRACT = "pointwise", "reduction", "contraction"
+# kinds whose kernel may yield several values
+MULTI_OUTPUT_KINDS = (POINTWISE_KIND, OPAQUE_KIND)
 
 
 def _non_unit(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -152,23 +162,67 @@ _CHECKS: dict[str, Callable[[Graph], str | None]] = {
 }
 
 
+def _check_outputs(kind: str, body: Graph) -> str | None:
+    outputs = body.outputs
+    if not outputs:
+        return "a body yields at least one value"
+    if len(outputs) == 1:
+        return None
+    if kind not in MULTI_OUTPUT_KINDS:
+        return (f"a {kind} body yields one value, this one yields {len(outputs)} (only "
+                f"{' and '.join(MULTI_OUTPUT_KINDS)} groups have several outputs)")
+    if kind == POINTWISE_KIND:
+        for i, v in enumerate(outputs[1:], 1):
+            if v.type.shape != outputs[0].type.shape:
+                return (f"the values a pointwise body yields share one shape, the kernel's "
+                        f"domain: output {i} is {v.type}, output 0 is {outputs[0].type}")
+    return None
+
+
 def check_body(kind: str, body: Graph) -> str | None:
     """What breaks the rules of `kind` in `body` (a message), or None if it follows them."""
     check = _CHECKS.get(kind)
     if check is None:
         return f"unknown fused kind {kind!r}; the kinds are {', '.join(KINDS)}"
-    return check(body)
+    return _check_outputs(kind, body) or check(body)
+
+
+# -- several outputs -------------------------------------------------------------------------
+def is_result(value: Value) -> bool:
+    """A `result` node: an extra output of the fused node it reads."""
+    return isinstance(value, Node) and value.body is None and value.op.name == "result"
+
+
+def kernel_of(node: Node) -> Node:
+    """The node whose kernel writes `node`'s value: a result's fused node, else the node."""
+    return node.inputs[0] if is_result(node) else node
+
+
+def kernel_count(nodes: list[Node]) -> int:
+    """The kernels among top-level `nodes`: all but result nodes, which compute nothing."""
+    return sum(1 for n in nodes if not is_result(n))
+
+
+def results_of(nodes: list[Node]) -> dict[Node, list[Node]]:
+    """fused node -> its result nodes among `nodes`, in the order they come."""
+    out: dict[Node, list[Node]] = {}
+    for node in nodes:
+        if is_result(node):
+            out.setdefault(node.inputs[0], []).append(node)
+    return out
 
 
 def reads_elementwise(node: Node, value: Value) -> bool:
-    """True when `node` reads element i of `value` only to write element i of its own value,
-    so its output may overwrite `value`'s buffer in place: an elementwise op or a pointwise
-    group, with `value` of the output's shape and item size (nothing broadcast)."""
+    """True when the kernel that writes `node`'s value reads element i of `value` only to
+    write element i of its outputs, so `node` may overwrite `value`'s buffer in place: an
+    elementwise op or a pointwise group (`node` its fused node or one of its result nodes),
+    with `value` of `node`'s shape and item size (nothing broadcast)."""
     if value.type.shape != node.type.shape or value.type.itemsize != node.type.itemsize:
         return False
-    if node.body is None:
-        return is_elementwise(node)
-    if node.attrs.get("kind") != POINTWISE_KIND or check_body(POINTWISE_KIND, node.body):
+    kernel = kernel_of(node)
+    if kernel.body is None:
+        return is_elementwise(kernel)
+    if kernel.attrs.get("kind") != POINTWISE_KIND or check_body(POINTWISE_KIND, kernel.body):
         return False
     # In a pointwise body values never shrink, so every value derived from an argument of
     # the output's size has that size and is read at the same linear index.

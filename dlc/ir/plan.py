@@ -8,6 +8,8 @@ planned value at its offset.
 Only values produced by top-level nodes are planned. Graph inputs live in the caller's (or
 the Executable's) arrays. A graph output gets its own array unless `inplace` names it: then
 it is written into the buffer of the input it aliases (a training step's parameter update).
+A `result` node's value (an extra output of a multi-output fused kernel) is planned like
+any other, but it is written when its fused node runs: it is live from that step on.
 
 Two values may share bytes while both are live in one case only: a node that reads an
 input elementwise (an elementwise op or a "pointwise" fused group, the input of the
@@ -23,6 +25,9 @@ the order of graph.nodes; the planner itself emits its nodes in schedule order.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterable
+
+from dlc.ir.groups import is_result, kernel_of
 
 ALIGNMENT = 64  # bytes: one cache line, and a whole AVX-512 vector
 
@@ -62,11 +67,16 @@ def execution_order(graph, plan: MemoryPlan) -> list[int]:
 def live_ranges(graph, order: list[int]) -> dict[int, tuple[int, int]]:
     """node position -> (step that computes it, last step that reads it), both inclusive.
 
-    A value nobody reads lives only at its own step. Steps are indices into `order`."""
+    A value nobody reads lives only at its own step. Steps are indices into `order`. A
+    `result` node's value is written by its fused node's kernel, so it is live from that
+    step on; and a result node reads nothing (it names an output of its fused node)."""
     step = {pos: s for s, pos in enumerate(order)}
     index = {id(node): pos for pos, node in enumerate(graph.nodes)}
-    ranges = {pos: (step[pos], step[pos]) for pos in range(len(graph.nodes))}
+    writer = {pos: index[id(kernel_of(node))] for pos, node in enumerate(graph.nodes)}
+    ranges = {pos: (step[writer[pos]], step[writer[pos]]) for pos in range(len(graph.nodes))}
     for pos, node in enumerate(graph.nodes):
+        if is_result(node):
+            continue
         for v in node.inputs:
             src = index.get(id(v))
             if src is not None:
@@ -75,11 +85,26 @@ def live_ranges(graph, order: list[int]) -> dict[int, tuple[int, int]]:
     return ranges
 
 
+def peak_of(intervals: Iterable[tuple[int, int, int]]) -> int:
+    """The most bytes live at one step, for values live over (first, last, size): first to
+    last inclusive."""
+    events: dict[int, int] = {}
+    for first, last, size in intervals:
+        events[first] = events.get(first, 0) + size
+        events[last + 1] = events.get(last + 1, 0) - size
+    live = peak = 0
+    for step in sorted(events):
+        live += events[step]
+        peak = max(peak, live)
+    return peak
+
+
 def inplace_reuse(graph, plan: MemoryPlan) -> dict[int, int]:
     """node position -> position of the input whose buffer it overwrites in place.
 
     Derived from the offsets: the two values share offset and size, and the input's last
-    reader is this node. Backends must not assume such an output and input are distinct."""
+    reader is the kernel that writes this node (its fused node, for a result node).
+    Backends must not assume such an output and input are distinct."""
     order = execution_order(graph, plan)
     ranges = live_ranges(graph, order)
     index = {id(node): pos for pos, node in enumerate(graph.nodes)}
@@ -87,7 +112,7 @@ def inplace_reuse(graph, plan: MemoryPlan) -> dict[int, int]:
     for pos, node in enumerate(graph.nodes):
         if pos not in plan.offsets:
             continue
-        for v in node.inputs:
+        for v in kernel_of(node).inputs:
             src = index.get(id(v))
             if (src is not None and src in plan.offsets and src != pos
                     and plan.offsets[src] == plan.offsets[pos]

@@ -11,13 +11,17 @@
 - in-place updates (plan.inplace): name the alias of a node-valued output, and the node that
   writes runs after every other reader of the old value, reading it elementwise if at all.
 
+A `result` node's value is written by its fused node's kernel (dlc/ir/groups.py
+kernel_of): it is live from that kernel's step, may take the buffer of an input of that
+kernel, and an in-place update through it is checked against that kernel.
+
 Violations raise VerifyError naming the rule; for parsed text, with line:col.
 """
 from __future__ import annotations
 
 from dlc.errors import VerifyError
 from dlc.ir.graph import Graph, Node
-from dlc.ir.groups import reads_elementwise
+from dlc.ir.groups import kernel_of, reads_elementwise
 from dlc.ir.plan import MemoryPlan, execution_order, live_ranges, planned_positions
 from dlc.ir.verify import SOURCE_KEY, SourceMap, positioned_error
 
@@ -116,7 +120,7 @@ class _Checker:
         """b overwrites a in place: same bytes, a dies at b's step, b reads a elementwise."""
         nodes, offs = self.graph.nodes, self.plan.offsets
         return (offs[a] == offs[b] and nodes[a].type.nbytes == nodes[b].type.nbytes
-                and ranges[a][1] == ranges[b][0] and nodes[a] in nodes[b].inputs
+                and ranges[a][1] == ranges[b][0] and nodes[a] in kernel_of(nodes[b]).inputs
                 and reads_elementwise(nodes[b], nodes[a]))
 
     def inplace(self, order: list[int]) -> None:
@@ -137,12 +141,13 @@ class _Checker:
                 raise self.fail(f"output {i} is not computed by a node, so nothing writes "
                                 f"%{name} in place", "in-place updates are node values",
                                 inplace=i)
-            self.readers_first(i, name, index[writer], step, index)
+            self.readers_first(i, name, writer, index[kernel_of(writer)], step)
 
-    def readers_first(self, i: int, name: str, w: int, step, index) -> None:
+    def readers_first(self, i: int, name: str, value: Node, w: int, step) -> None:
+        """`value` (output i) overwrites %name; the kernel at position `w` writes it."""
         old = self.graph.input(name)
         writer = self.graph.nodes[w]
-        if old in writer.inputs and not reads_elementwise(writer, old):
+        if old in writer.inputs and not reads_elementwise(value, old):
             raise self.fail(f"output {i} is written into %{name} by {self.name(w)}, which "
                             f"reads the old %{name} other than elementwise",
                             "an in-place writer reads the old value only at the element it "

@@ -6,6 +6,8 @@
 - graph input names are unique; outputs are defined; aliases name param/state inputs with
   the output's type; fused bodies verify too, match their node's inputs and type, and follow
   the rules of their kind (dlc/ir/groups.py);
+- a fused node that yields k > 1 values has exactly one `result` node per extra output
+  1..k-1, each of the type its body yields there; a result reads a fused node;
 - a memory plan in `graph.meta["memory_plan"]` is sound (dlc/ir/plan_check.py): every
   planned value has an aligned offset, fits in the arena, and overlaps no value live at the
   same step; in-place updates come after every reader of the old value.
@@ -65,11 +67,42 @@ def verify(graph: Graph) -> Graph:
     for i, out in enumerate(graph.outputs):
         if out not in defined:
             raise VerifyError(f"@{graph.name}: output {i} is not defined in the graph")
+    _verify_results(graph)
     _verify_aliases(graph)
     if graph.meta.get("memory_plan") is not None:
         from dlc.ir.plan_check import verify_plan
         verify_plan(graph)
     return graph
+
+
+def _verify_results(graph: Graph) -> None:
+    """Every extra output of a fused node is named by exactly one result node."""
+    from dlc.ir.groups import results_of
+    positions = {node: i for i, node in enumerate(graph.nodes)}
+    results = results_of(graph.nodes)
+    for index, node in enumerate(graph.nodes):
+        if node.body is None:
+            continue
+        seen: dict[int, Node] = {}
+        for r in results.get(node, ()):
+            k = r.attrs["index"]
+            if k in seen:
+                raise _node_error(graph, positions[r], r,
+                                  f"a second result node for output {k} of node {index} "
+                                  f"(the first is node {positions[seen[k]]}) (rule: each "
+                                  f"extra output of a fused node has exactly one result node)")
+            seen[k] = r
+        missing = [k for k in range(1, len(node.body.outputs)) if k not in seen]
+        if missing:
+            raise _node_error(graph, index, node,
+                              f"its body yields {len(node.body.outputs)} values, but no "
+                              f"result node reads output {missing[0]} (rule: each extra "
+                              f"output of a fused node has exactly one result node)")
+
+
+def _node_error(graph: Graph, index: int, node: Node, msg: str) -> VerifyError:
+    return positioned_error(graph, lambda s: s.nodes.get(node),
+                            f"@{graph.name} node {index} ({node.op.name} {node.where()}): {msg}")
 
 
 def _verify_aliases(graph: Graph) -> None:
@@ -121,9 +154,7 @@ def _depends_on(graph: Graph, value: Node, node: Node) -> bool:
 def _verify_node(graph: Graph, index: int, node: Node, defined: set,
                  positions: dict[Node, int]) -> None:
     def fail(msg: str):
-        raise positioned_error(graph, lambda s: s.nodes.get(node),
-                               f"@{graph.name} node {index} ({node.op.name} {node.where()}): "
-                               f"{msg}")
+        raise _node_error(graph, index, node, msg)
 
     for k, v in enumerate(node.inputs):
         if v not in defined:
@@ -137,7 +168,7 @@ def _verify_node(graph: Graph, index: int, node: Node, defined: set,
         canon = node.op.canonical_attrs(types, node.attrs)
         if canon != node.attrs:
             fail(f"attributes {node.attrs} are not canonical (expected {canon})")
-        expected = node.op.infer(types, canon)
+        expected = node.op.infer_for(node.inputs, canon)
     except VerifyError:
         raise
     except DlcError as e:
@@ -162,8 +193,11 @@ def _verify_group(node: Node, types: list, fail) -> None:
         raise inner from None
     if [v.type for v in body.inputs] != types:
         fail("body input types differ from the node's input types")
-    if len(body.outputs) != 1 or body.outputs[0].type != node.type:
-        fail(f"body must have one output of type {node.type}")
+    if not body.outputs:
+        fail("its body yields no value (rule: a body yields at least one)")
+    if body.outputs[0].type != node.type:
+        fail(f"its body's first output is {body.outputs[0].type}, but the node's type is "
+             f"{node.type} (rule: a fused node's value is its body's output 0)")
     kind = node.attrs.get("kind", "opaque")
     if not isinstance(node.attrs.get("name", ""), str) or not isinstance(kind, str):
         fail("the name and kind attributes of a fused node are strings")

@@ -91,6 +91,10 @@ class OpDef:
     vjp: Callable | None = None
     # decompose(inputs, attrs) -> Tensor built from primitives.
     decompose: Callable | None = None
+    # infer_values(input values, attrs) -> type, for an op whose type depends on what its
+    # operands are, not only on their types (`result`: an output of the fused node it reads);
+    # the builder, the verifier and the parser then call it instead of `infer`
+    infer_values: Callable[[tuple, dict], TensorType] | None = None
     # indices of inputs that carry no gradient (labels, indices, seeds); an op whose every
     # input is listed (or that has none) is not differentiable and needs no VJP
     nondiff: tuple[int, ...] = ()
@@ -111,6 +115,12 @@ class OpDef:
         if n < lo or (hi is not None and n > hi):
             want = str(lo) if lo == hi else f"{lo}..{'' if hi is None else hi}"
             raise ShapeError(f"{self.name} takes {want} inputs, got {n}")
+
+    def infer_for(self, inputs: tuple, attrs: dict) -> TensorType:
+        """The type of this op applied to the values `inputs` with canonical `attrs`."""
+        if self.infer_values is not None:
+            return self.infer_values(tuple(inputs), attrs)
+        return self.infer([v.type for v in inputs], attrs)
 
     def canonical_attrs(self, types: list[TensorType], attrs: dict) -> dict:
         """Fill defaults, coerce kinds, reject unknown names, then op-specific normalize."""

@@ -13,24 +13,34 @@ What it fuses (the kinds of group and what their bodies hold: dlc/ir/groups.py):
 - nodes with no inputs (scalar constants, iotas) are recomputed inside every kernel that
   reads them instead of being kernels of their own.
 
-A group has one output, so a value read outside its group is materialized by its own
-kernel ("multi_use"); horizontal fusion of independent siblings into one kernel would need
-several outputs per group and is not done: siblings that meet in a common consumer are
-fused vertically into that consumer's kernel instead. Composite ops are first decomposed
-into primitives (passes.decompose). Rules and reason codes: passes/fuse/rules.py and log.py;
-the groups' graph is checked to be acyclic (networkx) before it is built.
+A group grows from one root, so a value read outside its group is materialized by its own
+kernel ("multi_use"). With MULTI_OUTPUT on, pointwise kernels then yield several values
+(passes/fuse/multi.py): a pointwise producer also needed outside a pointwise kernel joins it
+as an extra output ("multi_output": an Adam update becomes one kernel writing p', m' and
+v'), and independent pointwise kernels of one shape that share an input or are small merge
+into one ("horizontal"). The switch is off until every backend lowers multi-output groups.
+
+Composite ops are first decomposed into primitives (passes.decompose). Rules and reason
+codes: passes/fuse/rules.py, multi.py and log.py; the groups' graph is checked to be
+acyclic before it is built.
 """
 from __future__ import annotations
 
 from dlc.ir.graph import Graph
+from dlc.ir.groups import kernel_count
 from passes.decompose import decompose
 from passes.fuse.emit import emit_graph
-from passes.fuse.grouping import build_groups
+from passes.fuse.grouping import build_groups, check_acyclic
 from passes.fuse.log import LOG_KEY, REASONS, FusionLog, FusionRecord, explain_fusion  # noqa: F401
+from passes.fuse.multi import merge_groups
 from passes.fuse.rules import Context
 
 # graph.meta entries that name node positions or parsed text positions: stale after a rebuild
 POSITIONAL_META = ("memory_plan", "source_map")
+
+# Multi-output pointwise kernels (the multi_output and horizontal decisions), read by `fuse`
+# at each call.
+MULTI_OUTPUT = False
 
 
 def fuse(graph: Graph) -> Graph:
@@ -39,14 +49,16 @@ def fuse(graph: Graph) -> Graph:
     meta = {k: v for k, v in graph.meta.items() if k not in POSITIONAL_META}
     nodes_given = len(graph.nodes)
     graph = decompose(graph)
-    log = FusionLog(graph.name, nodes_given=nodes_given, kernels_before=len(graph.nodes))
+    log = FusionLog(graph.name, nodes_given=nodes_given,
+                    kernels_before=kernel_count(graph.nodes))
     ctx = Context(graph)
     log.node_text = {i: _describe(n) for i, n in enumerate(graph.nodes)}
     groups = build_groups(graph, log)
+    if MULTI_OUTPUT:
+        groups = merge_groups(groups, ctx, log)
+        check_acyclic(graph, groups, ctx)
     meta[LOG_KEY] = log
-    out = emit_graph(graph, groups, ctx, log, meta)
-    log.kernels_after = len(out.nodes)
-    return out
+    return emit_graph(graph, groups, ctx, log, meta)
 
 
 def _describe(node) -> str:

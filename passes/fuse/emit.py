@@ -1,10 +1,12 @@
 """Building the fused graph: each group of more than one node becomes a `fused` node whose
-body is a graph of copies of its members; a group of one node is copied as it is."""
+body is a graph of copies of its members; a group of one node is copied as it is. A group
+with extra outputs yields them after its root, and a `result` node for each follows its
+fused node; readers of an extra output read that result node."""
 from __future__ import annotations
 
 from dlc.ir.builder import Builder
 from dlc.ir.graph import Graph, Input, Node, Value
-from dlc.ir.groups import REDUCE, role
+from dlc.ir.groups import REDUCE, kernel_count, role
 from dlc.ops import OPS
 from passes.fuse.log import FusionLog, GroupRecord
 from passes.fuse.rules import Context, Group
@@ -42,7 +44,7 @@ def make_body(group: Group, ctx: Context, env: dict[Value, Value]) -> tuple[Grap
             ins.append(local[v] if v in inside else args[v])
         local[node] = _copy(node, tuple(ins))
         nodes.append(local[node])
-    body = Graph(list(args.values()), nodes, [local[group.root]], "bb")
+    body = Graph(list(args.values()), nodes, [local[o] for o in group.outputs], "bb")
     return body, [env[v] for v in args]
 
 
@@ -79,6 +81,13 @@ def _free_indices(graph: Graph):
         index += 1
 
 
+def _result(b: Builder, fused: Node, index: int, value: Node) -> Node:
+    """The result node that names output `index` of `fused`, which computes `value`."""
+    node = Node(OPS["result"], (fused,), {"index": index}, value.type, value.loc, value.scope)
+    b.nodes.append(node)
+    return node
+
+
 def emit_graph(graph: Graph, groups: list[Group], ctx: Context, log: FusionLog,
                meta: dict) -> Graph:
     b = Builder(graph.name)
@@ -98,11 +107,15 @@ def emit_graph(graph: Graph, groups: list[Group], ctx: Context, log: FusionLog,
             names[id(group)] = name
             members = [m for m in body_order(group, ctx) if m in group.members]
             log.groups.append(GroupRecord(name, group.kind, [ctx.pos[m] for m in members],
-                                          [m.op.name for m in members], anchor.loc))
+                                          [m.op.name for m in members], anchor.loc,
+                                          [ctx.pos[o] for o in group.outputs]))
         b.nodes.append(node)
         env[group.root] = node
+        for index, extra in enumerate(group.extras, 1):
+            env[extra] = _result(b, node, index, extra)
     for record in log.records:
         record.group = names.get(id(record.group))
+    log.kernels_after = kernel_count(b.nodes)
     out = b.finish([env[v] for v in graph.outputs], graph.aliases)
     out.meta = meta
     return out

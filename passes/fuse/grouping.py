@@ -77,7 +77,8 @@ def build_groups(graph: Graph, log: FusionLog) -> list[Group]:
 
 def check_acyclic(graph: Graph, groups: list[Group], ctx: Context) -> None:
     """The condensed graph (one vertex per group, an edge where a group reads another's
-    value) must be acyclic. Groups are listed by root position; if every edge runs from an
+    value) must be acyclic. Groups are listed in the order they will be emitted (by root
+    position, or the order multi-output merging computed); if every edge runs from an
     earlier group to a later one, that order is topological and no cycle can exist. An edge
     against the order is a bug of the rules, caught here before a graph is built."""
     owner: dict[Node, int] = {}

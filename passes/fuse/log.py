@@ -23,6 +23,11 @@ REASONS = {
     "contraction_epilogue": "pointwise work on a matmul/conv result runs as its epilogue",
     "epilogue_operand": "a pointwise computation of an epilogue operand joins the epilogue",
     "recompute": "a node with no inputs (a constant, an iota) is recomputed in the kernel",
+    "multi_output": "a pointwise producer also needed outside a pointwise kernel joins it "
+                    "as an extra output (passes.fuse.MULTI_OUTPUT)",
+    "horizontal": "independent pointwise kernels of one domain shape become one kernel "
+                  "with several outputs: they share an input, or both are small "
+                  "(passes.fuse.MULTI_OUTPUT)",
     # not fused
     "not_fusible": "the producer cannot be part of a fused body",
     "consumer_not_fusible": "the consumer cannot be part of a fused body",
@@ -37,9 +42,10 @@ REASONS = {
     "epilogue_shape": "an epilogue keeps the matmul/conv output's shape",
     "epilogue_not_elementwise": "an epilogue node must be elementwise on the output",
     "graph_output": "the producer's value is a graph output, so it must be materialized "
-                    "(a group has one output)",
+                    "(by its own kernel, unless it joins as an extra output: multi_output)",
     "multi_use": "the producer's value is also read outside the group, so it must be "
-                 "materialized (a group has one output)",
+                 "materialized (by its own kernel, unless it joins as an extra output: "
+                 "multi_output)",
     "cycle": "fusing would create a cycle through another kernel",
 }
 
@@ -72,6 +78,7 @@ class GroupRecord:
     members: list[int]
     ops: list[str]
     loc: str | None = None
+    outputs: list[int] = field(default_factory=list)  # the values it yields, output 0 first
 
 
 @dataclass
@@ -80,7 +87,7 @@ class FusionLog:
     graph: str
     nodes_given: int = 0       # top-level nodes of the graph fuse was given
     kernels_before: int = 0    # after decomposition into primitives: one kernel each
-    kernels_after: int = 0     # top-level nodes of the result
+    kernels_after: int = 0     # top-level nodes of the result, result nodes aside
     records: list[FusionRecord] = field(default_factory=list)
     groups: list[GroupRecord] = field(default_factory=list)
     node_text: dict[int, str] = field(default_factory=dict)  # position -> "add at m.py:3"
@@ -122,7 +129,9 @@ def explain_fusion(graph: Graph) -> str:
     for g in log.groups:
         members = ", ".join(f"%{m} {op}" for m, op in zip(g.members, g.ops))
         where = f"  at {g.loc}" if g.loc else ""
-        lines.append(f"  {g.name} ({g.kind}): {members}{where}")
+        yields = f", yields {', '.join(f'%{o}' for o in g.outputs)}" \
+            if len(g.outputs) > 1 else ""
+        lines.append(f"  {g.name} ({g.kind}{yields}): {members}{where}")
     if not log.groups:
         lines.append("  (none)")
     lines += ["", f"decisions ({len(log.fused())} fused, {len(log.not_fused())} not fused):"]

@@ -2,8 +2,9 @@
 edge with a reason code (passes/fuse/log.py REASONS).
 
 Groups grow from their root (the node whose value leaves the group) towards producers, so
-every member but the root is read only inside the group: a group has one output. The rules,
-in the order they are checked:
+every member but the root is read only inside the group: a group has one output here
+(passes/fuse/multi.py then merges groups into multi-output kernels). The rules, in the
+order they are checked:
 
 1. the producer must be able to live in a fused body (dlc.ir.groups.role);
 2. a matmul/conv never takes its operands' producers (it reads each element many times);
@@ -28,12 +29,16 @@ from dlc.ir.groups import (CONTRACT, CONTRACTION_KIND, POINTWISE, POINTWISE_KIND
 
 @dataclass(eq=False)
 class Group:
-    """A fused group being built: its root, its members, and nodes recomputed inside it."""
+    """A fused group being built: its root, its members, and nodes recomputed inside it.
+
+    `extras` are members read outside the group too, in graph order: the extra outputs of
+    a multi-output kernel (passes/fuse/multi.py); the root is always output 0."""
     root: Node
     members: set[Node] = field(default_factory=set)
     clones: list[Node] = field(default_factory=list)  # no-input nodes copied into the body
     contraction: Node | None = None
     reductions: int = 0
+    extras: list[Node] = field(default_factory=list)
 
     def __post_init__(self):
         self.add(self.root)
@@ -46,6 +51,17 @@ class Group:
         elif r == REDUCE:
             self.reductions += 1
 
+    def absorb(self, other: "Group") -> None:
+        """Take `other`'s members and clones (its root and extras are members too)."""
+        for m in other.members:
+            self.add(m)
+        self.clones = [c for c in dict.fromkeys(self.clones + other.clones)
+                       if c not in self.members]
+
+    @property
+    def outputs(self) -> list[Node]:
+        return [self.root] + self.extras
+
     @property
     def kind(self) -> str:
         if self.contraction is not None:
@@ -57,6 +73,7 @@ class Context:
     """What the rules need to know about the graph: readers, positions, outputs."""
 
     def __init__(self, graph: Graph):
+        self.nodes = list(graph.nodes)
         self.pos = {node: i for i, node in enumerate(graph.nodes)}
         self.outputs = set(graph.outputs)
         self.users: dict[Value, list[Node]] = {}

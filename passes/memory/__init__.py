@@ -19,7 +19,9 @@ Steps (each a small module):
    and passes the plan verifier (dlc/ir/plan_check.py).
 
 Graph outputs get their own arrays (or their input's buffer, when updated in place); graph
-inputs live in the caller's arrays; only values of top-level nodes are planned.
+inputs live in the caller's arrays; only values of top-level nodes are planned. The values
+of a multi-output kernel's `result` nodes are written when the kernel runs: they live from
+its step, and each may take the buffer of a different input dying there.
 """
 from __future__ import annotations
 

@@ -10,6 +10,10 @@ never written shows too.
 With check=True every read is compared with what was written (or given): the first value
 clobbered by another is reported by name, so one run checks a plan completely (each node
 then computes from exactly the values the eager interpreter would give it).
+
+A multi-output fused node writes every value its body yields at its own step: its own
+value and those of its `result` nodes, each into that node's place (so an extra output
+that takes a dying input's buffer overwrites it then). A result node's step does nothing.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import numpy as np
 
 from dlc.errors import DlcError
 from dlc.ir.graph import Graph, Node, Value
+from dlc.ir.groups import is_result, results_of
 from dlc.ir.plan import MemoryPlan, execution_order
 
 
@@ -68,24 +73,35 @@ def run_with_plan(graph: Graph, args: list[np.ndarray], check: bool = False) -> 
         for v, a in buffers.items():
             reads.keep(v, a, -1)
     inplace = {id(graph.outputs[i]): graph.input(name) for i, name in plan.inplace.items()}
+    index = {id(node): pos for pos, node in enumerate(graph.nodes)}
+    results = results_of(graph.nodes)
+
+    def target(node: Node) -> np.ndarray:
+        pos = index[id(node)]
+        if pos in plan.offsets:
+            return _view(arena, plan.offsets[pos], node)
+        if id(node) in inplace:
+            return buffers[inplace[id(node)]]  # the old value's own array
+        return np.empty(node.type.shape, node.type.dtype)
+
     for step, pos in enumerate(execution_order(graph, plan)):
         node = graph.nodes[pos]
+        if is_result(node):
+            continue  # written by its fused node
         ins = [env[v] for v in node.inputs]
         if reads is not None:
             for v, a in zip(node.inputs, ins):
                 reads.check(node, step, v, a)
-        out = run_graph(node.body, ins)[0] if node.body is not None else \
-            np.asarray(node.op.impl(*ins, **node.attrs))
-        if pos in plan.offsets:
-            target = _view(arena, plan.offsets[pos], node)
-        elif id(node) in inplace:
-            target = buffers[inplace[id(node)]]  # the old value's own array
-        else:
-            target = np.empty(node.type.shape, node.type.dtype)
-        target[...] = out
-        env[node] = target
-        if reads is not None:
-            reads.keep(node, target, step)
+        outs = run_graph(node.body, ins) if node.body is not None else \
+            [np.asarray(node.op.impl(*ins, **node.attrs))]
+        # copies: a body may yield a block argument, whose bytes an output may overwrite
+        written = [(node, outs[0])] + [(r, np.array(outs[r.attrs["index"]], copy=True))
+                                       for r in results.get(node, [])]
+        for value, out in written:
+            env[value] = target(value)
+            env[value][...] = out
+            if reads is not None:
+                reads.keep(value, env[value], step)
     if reads is not None:
         end = graph.nodes[-1] if graph.nodes else None
         for v in graph.outputs:

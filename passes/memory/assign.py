@@ -4,14 +4,16 @@ A buffer is a value of the arena, or a chain of values that take each other's by
 place; it lives from its first value's step to its last value's last reader. Buffers are
 placed one at a time, each at the lowest offset of the smallest gap left by the buffers
 already placed that are live at the same time (the end of them if no gap fits). The order
-matters: biggest first is the known near-optimal heuristic; longest-lived first and
-earliest first are tried too, and the smallest arena wins.
+matters: biggest first is the known near-optimal heuristic; longest-lived first, earliest
+first, largest size x lifetime first and biggest-latest first are tried too, and the
+smallest arena wins.
 """
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
-from dlc.ir.plan import aligned
+from dlc.ir.plan import aligned, peak_of
 
 
 @dataclass
@@ -58,11 +60,21 @@ _ORDERS = {
     "size": lambda b: (-b.size, b.start),
     "lifetime": lambda b: (-(b.end - b.start), -b.size, b.start),
     "start": lambda b: (b.start, -b.size),
+    "area": lambda b: (-b.size * (b.end - b.start + 1), b.start),
+    "size, last first": lambda b: (-b.size, -b.end),
 }
 
 
+# the shuffled orders tried when no heuristic order reaches the lower bound: placing n
+# buffers costs about n^2 steps, and this many steps in all stay well under a second
+SHUFFLE_BUDGET = 200_000
+SHUFFLES_MAX = 64
+
+
 def assign_offsets(buffers: list[Buffer]) -> tuple[int, str]:
-    """Set every buffer's offset; returns (arena bytes, the order that won)."""
+    """Set every buffer's offset; returns (arena bytes, the order that won). When no
+    heuristic order reaches the lower bound, a few seeded shuffles are tried too (small
+    graphs with many tiny values are where the heuristics fall short)."""
     live = [b for b in buffers if b.size > 0]
     best = None
     for name, key in _ORDERS.items():
@@ -71,6 +83,17 @@ def assign_offsets(buffers: list[Buffer]) -> tuple[int, str]:
             best = (arena, name, [b.offset for b in live])
     if best is None:
         return 0, "size"
+    bound = lower_bound(live)
+    rnd = random.Random(0)
+    tries = min(SHUFFLES_MAX, SHUFFLE_BUDGET // max(len(live) ** 2, 1))
+    for _ in range(tries):
+        if best[0] <= bound:
+            break
+        order = list(live)
+        rnd.shuffle(order)
+        arena = _place(live, order)
+        if arena < best[0]:
+            best = (arena, "shuffled", [b.offset for b in live])
     for b, off in zip(live, best[2]):
         b.offset = off
     return best[0], best[1]
@@ -78,12 +101,4 @@ def assign_offsets(buffers: list[Buffer]) -> tuple[int, str]:
 
 def lower_bound(buffers: list[Buffer]) -> int:
     """The peak of bytes live at one step: no placement can use fewer."""
-    events: dict[int, int] = {}
-    for b in buffers:
-        events[b.start] = events.get(b.start, 0) + b.size
-        events[b.end + 1] = events.get(b.end + 1, 0) - b.size
-    live = peak = 0
-    for step in sorted(events):
-        live += events[step]
-        peak = max(peak, live)
-    return peak
+    return peak_of((b.start, b.end, b.size) for b in buffers)

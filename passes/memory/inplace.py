@@ -7,13 +7,18 @@ Two kinds:
   at the element it writes; the schedule is then constrained to run those readers first.
 - reuse: a node that reads an input elementwise takes that input's arena buffer when the
   input dies at this node (same shape and item size), so the two share their bytes.
+
+The extra outputs of a multi-output pointwise kernel (its `result` nodes) take part like
+its own value: the kernel (kernel_of) is what reads and writes, so each of its outputs may
+take a different dying input, and an aliased output that is a result node is an update
+written by that kernel, after every other reader of the old value.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from dlc.ir.graph import Graph, Input, Node
-from dlc.ir.groups import reads_elementwise
+from dlc.ir.groups import kernel_of, reads_elementwise
 from passes.memory.schedule import Edges
 
 
@@ -54,15 +59,14 @@ def _update_problem(graph: Graph, i: int, name: str, claimed: set,
     if value in claimed:
         return "its value is already written in place into another input"
     old = graph.input(name)
-    if old in value.inputs and not reads_elementwise(value, old):
-        kernel = (f"{value.attrs.get('name')}, a {value.attrs.get('kind')} group"
-                  if value.body is not None else value.op.name)
-        return (f"its writer ({kernel}) reads the old %{name}, and only an elementwise op or "
-                f"a pointwise group may overwrite what it reads (a GEMM or a reduction kernel "
-                f"may use its output as scratch)")
-    later = _reach(value, readers, edges)
+    writer = kernel_of(value)
+    if old in writer.inputs and not reads_elementwise(value, old):
+        return (f"its writer ({_kernel_text(writer)}) reads the old %{name}, and only an "
+                f"elementwise op or a pointwise group may overwrite what it reads (a GEMM or "
+                f"a reduction kernel may use its output as scratch)")
+    later = _reach(writer, readers, edges)
     for reader in readers.get(old, ()):
-        if reader is not value and reader in later:
+        if reader is not writer and reader in later:
             return (f"{reader.op.name} reads the old %{name} but must run after the update "
                     f"(it depends on the new value, or on another in-place update)")
     return None
@@ -81,28 +85,49 @@ def plan_updates(graph: Graph) -> Updates:
         if problem is not None:
             out.refused[i] = problem
             continue
-        writer = graph.outputs[i]
-        claimed.add(writer)
+        claimed.add(graph.outputs[i])
+        writer = kernel_of(graph.outputs[i])
         out.inplace[i] = name
         before = {n for n in readers.get(graph.input(name), ()) if n is not writer}
+        loss = _loss_kernel(graph)
+        if loss is not None and loss is not writer and loss not in _reach(writer, readers,
+                                                                            out.edges):
+            # a step whose loss is not finite must leave the parameters alone, so a backend
+            # checks the loss before the first in-place write: compute it first
+            before.add(loss)
         out.edges.setdefault(writer, set()).update(before)
     return out
+
+
+def _loss_kernel(graph: Graph) -> Node | None:
+    """A training step's loss (its output 0) as the kernel that computes it."""
+    if not graph.meta.get("train_step") or not graph.outputs:
+        return None
+    loss = graph.outputs[0]
+    return kernel_of(loss) if isinstance(loss, Node) else None
 
 
 def _a(word: str) -> str:
     return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
 
 
+def _kernel_text(node: Node) -> str:
+    if node.body is not None:
+        return f"{node.attrs.get('name')}, a {node.attrs.get('kind')} group"
+    return node.op.name
+
+
 def reuse_problem(graph: Graph, pos: int, ranges: dict[int, tuple[int, int]],
                   index: dict[Node, int], taken: set[int]) -> tuple[int | None, str]:
     """(the input position whose buffer node `pos` takes in place, or None; why not)."""
     node = graph.nodes[pos]
+    kernel = kernel_of(node)
     step = ranges[pos][0]
-    shaped = [v for v in dict.fromkeys(node.inputs) if v.type.shape == node.type.shape
+    shaped = [v for v in dict.fromkeys(kernel.inputs) if v.type.shape == node.type.shape
               and v.type.itemsize == node.type.itemsize]
-    if not node.inputs or not any(reads_elementwise(node, v) for v in shaped):
-        what = (f"{node.attrs.get('name')}, a {node.attrs.get('kind')} group"
-                if node.body is not None else f"{node.op.name}, {_a(node.op.kind.value)} op")
+    if not kernel.inputs or not any(reads_elementwise(node, v) for v in shaped):
+        what = _kernel_text(kernel) if kernel.body is not None else \
+            f"{kernel.op.name}, {_a(kernel.op.kind.value)} op"
         return None, f"{what}, does not read an input of its own shape elementwise"
     why = []
     for v in shaped:

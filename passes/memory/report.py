@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dlc.errors import DlcError
 from dlc.ir.graph import Graph, Node
+from dlc.ir.groups import kernel_of
 from dlc.ir.plan import (MemoryPlan, execution_order, inplace_reuse, live_ranges,
                          planned_positions)
 from passes.memory.inplace import plan_reuse, plan_updates
@@ -19,11 +20,17 @@ def _plan(graph: Graph) -> MemoryPlan:
 
 
 def kernel_name(node: Node) -> str:
-    return node.attrs.get("name", node.op.name) if node.body is not None else node.op.name
+    """The kernel that writes the value: `fused3_add` (its output k: `fused3_add#k`)."""
+    kernel = kernel_of(node)
+    name = kernel.attrs.get("name", kernel.op.name) if kernel.body is not None else \
+        kernel.op.name
+    return f"{name}#{node.attrs['index']}" if kernel is not node else name
 
 
 def kernel_kind(node: Node) -> str:
-    return node.attrs.get("kind", "opaque") if node.body is not None else node.op.kind.value
+    kernel = kernel_of(node)
+    return kernel.attrs.get("kind", "opaque") if kernel.body is not None else \
+        kernel.op.kind.value
 
 
 class _Analysis:

@@ -6,11 +6,15 @@ The greedy list scheduler runs, among the ready nodes, the one that adds the few
 bytes (its value's size, if it lives in the arena, minus the values it is the last reader
 of), ties to the earlier node. The planner plans both the given order and the greedy one
 and keeps the smaller arena.
+
+A multi-output fused node writes the values of its `result` nodes too: they count with it,
+and its result nodes run right after it (they compute nothing).
 """
 from __future__ import annotations
 
 from dlc.ir.graph import Graph, Node
-from dlc.ir.plan import aligned
+from dlc.ir.groups import results_of
+from dlc.ir.plan import aligned, live_ranges, peak_of
 
 Edges = dict[Node, set[Node]]  # node -> nodes that must run before it (beyond its inputs)
 
@@ -27,31 +31,22 @@ def respects(order: list[Node], preds: dict[Node, set[Node]]) -> bool:
 
 def peak_bytes(graph: Graph, order: list[Node], alignment: int) -> int:
     """The most aligned bytes of arena values (non-output node values) live at one step."""
+    position = {n: i for i, n in enumerate(graph.nodes)}
+    ranges = live_ranges(graph, [position[n] for n in order])
     outputs = set(graph.outputs)
-    last = {}
-    for s, node in enumerate(order):
-        for v in node.inputs:
-            last[v] = s
-    live = peak = 0
-    frees: dict[int, int] = {}
-    for s, node in enumerate(order):
-        if node not in outputs:
-            size = aligned(node.type.nbytes, alignment)
-            live += size
-            end = last.get(node, s)
-            frees[end] = frees.get(end, 0) + size
-        peak = max(peak, live)
-        live -= frees.pop(s, 0)
-    return peak
+    return peak_of((first, last, aligned(graph.nodes[pos].type.nbytes, alignment))
+                   for pos, (first, last) in ranges.items() if graph.nodes[pos] not in outputs)
 
 
 def greedy_order(graph: Graph, preds: dict[Node, set[Node]], alignment: int) -> list[Node]:
     position = {n: i for i, n in enumerate(graph.nodes)}
     outputs = set(graph.outputs)
+    results = results_of(graph.nodes)
+    attached = {r for rs in results.values() for r in rs}  # placed with their fused node
     readers: dict[Node, set[Node]] = {n: set() for n in graph.nodes}
     for n in graph.nodes:
         for v in n.inputs:
-            if v in readers:
+            if v in readers and n not in attached:
                 readers[v].add(n)
     pending = {n: len(readers[n]) for n in graph.nodes}  # readers not yet run
     waiting = {n: len(preds[n]) for n in graph.nodes}
@@ -59,26 +54,32 @@ def greedy_order(graph: Graph, preds: dict[Node, set[Node]], alignment: int) -> 
     for n, ps in preds.items():
         for p in ps:
             after[p].append(n)
-    ready = [n for n in graph.nodes if waiting[n] == 0]
+    ready = [n for n in graph.nodes if waiting[n] == 0 and n not in attached]
     order: list[Node] = []
 
     def growth(n: Node) -> int:
-        size = 0 if n in outputs else aligned(n.type.nbytes, alignment)
+        size = sum(aligned(v.type.nbytes, alignment) for v in [n] + results.get(n, [])
+                   if v not in outputs)
         freed = sum(aligned(v.type.nbytes, alignment) for v in set(n.inputs)
                     if v in pending and v not in outputs and pending[v] == 1)
         return size - freed
 
+    def run(node: Node) -> None:
+        order.append(node)
+        if node not in attached:
+            for v in set(node.inputs):
+                if v in pending:
+                    pending[v] -= 1
+        for n in after[node]:
+            waiting[n] -= 1
+            if waiting[n] == 0 and n not in attached:
+                ready.append(n)
+
     while ready:
         best = min(ready, key=lambda n: (growth(n), position[n]))
         ready.remove(best)
-        order.append(best)
-        for v in set(best.inputs):
-            if v in pending:
-                pending[v] -= 1
-        for n in after[best]:
-            waiting[n] -= 1
-            if waiting[n] == 0:
-                ready.append(n)
+        for node in [best] + results.get(best, []):
+            run(node)
     if len(order) != len(graph.nodes):
         raise AssertionError(f"schedule of @{graph.name}: the ordering constraints are cyclic")
     return order

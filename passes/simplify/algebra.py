@@ -8,6 +8,9 @@
     reshape(reshape(x))          -> reshape(x)          (dropped when the shape is x's)
     broadcast_to(x) of x's shape -> x;  broadcast_to(broadcast_to(x)) -> broadcast_to(x)
     cast(x) to x's dtype         -> x
+    f(reshape(x), scalars...)    -> reshape(f(x, scalars...))     (f elementwise, the reshape
+                                    read only there: an activation after a Linear layer on
+                                    3-D input then joins the matmul's epilogue)
     transpose(a @ b)             -> transpose(b) @ transpose(a)   (when the product has no
                                     other reader: a weight gradient then comes out of its
                                     matmul in the layout it is used in, and the transposes
@@ -32,6 +35,7 @@ from typing import Any, Callable
 from dlc.ir.builder import Builder
 from dlc.ir.graph import Graph, Node, Value
 from dlc.ir.types import FLOATS, INTS
+from dlc.ops.registry import ELEMENTWISE
 from passes.simplify.common import copy_node, emit_like, rebuild, splat_value
 
 
@@ -173,6 +177,29 @@ RULES: dict[str, Rule] = {
 }
 
 
+# elementwise ops whose value depends on the element's index, not only on its operands
+INDEXED = frozenset({"arange", "full", "one_hot", "random_uniform", "tril", "triu"})
+
+
+def _elementwise_before_reshape(b: Builder, node: Node, inputs: list[Value],
+                                readers: dict) -> Value | None:
+    """f(reshape(x), scalars) as reshape(f(x, scalars)) when the reshape is read only by f
+    and f has its shape (nothing broadcast)."""
+    if node.op.kind is not ELEMENTWISE or node.op.name in INDEXED or not inputs:
+        return None
+    moved = [i for i, v in enumerate(inputs) if v.type.ndim > 0]
+    if len(moved) != 1:
+        return None
+    (k,) = moved
+    x = inputs[k]
+    if not (_of(x, "reshape") and readers.get(node.inputs[k]) == 1
+            and x.type.shape == node.type.shape):
+        return None
+    source = x.inputs[0]
+    applied = emit_like(b, node, inputs[:k] + [source] + inputs[k + 1:])
+    return emit_like(b, x, [applied], op=x.op, attrs={"shape": node.type.shape})
+
+
 def _swaps_last_two(node: Node) -> bool:
     perm = list(node.attrs["perm"])
     n = len(perm)
@@ -215,6 +242,10 @@ def algebra(graph: Graph) -> Graph:
             product = _transpose_product(b, node, inputs, readers)
             if product is not None:
                 return product
+        if node.body is None:
+            moved = _elementwise_before_reshape(b, node, inputs, readers)
+            if moved is not None:
+                return moved
         simplify = RULES.get(node.op.name) if node.body is None else None
         result = simplify(node, inputs) if simplify is not None else None
         if result is None:

@@ -2,8 +2,9 @@
 
 A node equal to an earlier one (same op, the same input values, equal attributes, where
 -0.0 and 0.0 differ) is replaced by it, and so are `const` inputs with equal type and bytes.
-Random ops are kept apart even with equal seeds and salts, and so are fused groups. The
-duplicates become dead; `dce` removes them (and unused const inputs).
+Random ops are kept apart even with equal seeds and salts, and so are fused groups (so the
+`result` nodes of distinct fused nodes never meet). The duplicates become dead; `dce`
+removes them (and unused const inputs).
 """
 from __future__ import annotations
 

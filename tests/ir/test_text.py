@@ -288,6 +288,68 @@ def test_fused_node_may_carry_extra_attrs(rng):
     assert_same_results(graph, parsed, graph_args(graph, rng))
 
 
+# -- (c') fused nodes with several outputs -----------------------------------------------------
+MULTI_TEXT = """graph @adam(%p: f32[4,3] param, %g: f32[4,3] input, %m: f32[4,3] state) {
+  %0: f32[4,3] = fused(%p, %g, %m) {name = "update", kind = "pointwise"} {
+    ^bb(%a0: f32[4,3], %a1: f32[4,3], %a2: f32[4,3]):
+      %0: f32[] = full() {shape = [], value = 0.9, dtype = f32}
+      %1: f32[4,3] = mul(%a2, %0)
+      %2: f32[4,3] = add(%1, %a1)
+      %3: f32[4,3] = sub(%a0, %2)
+      %4: i1[4,3] = gt(%2, %a0)
+      yield %3, %2, %4
+  }
+  %1: f32[4,3] = result(%0) {index = 1}
+  %2: i1[4,3] = result(%0) {index = 2}
+  %3: f32[4,3] = fused(%1) {name = "inner", kind = "opaque"} {
+    ^bb(%a0: f32[4,3]):
+      %0: f32[4,3] = fused(%a0) {name = "k", kind = "pointwise"} {
+        ^bb(%a0: f32[4,3]):
+          %0: f32[4,3] = exp(%a0)
+          %1: f32[4,3] = neg(%a0)
+          yield %0, %1
+      }
+      %1: f32[4,3] = result(%0) {index = 1}
+      %2: f32[4,3] = add(%0, %1)
+      yield %2, %1
+  }
+  %4: f32[4,3] = result(%3) {index = 1}
+  return %0, %1, %2, %4 {aliases = {0 = %p, 1 = %m}}
+}"""
+
+
+def test_multi_output_round_trip(rng):
+    """`yield` of several values, and `result` nodes that name the extra ones, nested in an
+    opaque group too; the eager interpreter runs each body once."""
+    graph = dlc.parse(MULTI_TEXT)
+    assert str(graph) == MULTI_TEXT
+    roundtrip(graph)
+    p, g, m = (rng.standard_normal((4, 3)).astype(np.float32) for _ in range(3))
+    new_p, new_m, bigger, neg = run_graph(graph, [p, g, m])
+    tp, tg, tm = (torch.from_numpy(a) for a in (p, g, m))
+    want_m = tm * 0.9 + tg
+    assert_allclose(new_m, want_m.numpy(), *TOL[F32])
+    assert_allclose(new_p, (tp - want_m).numpy(), *TOL[F32])
+    np.testing.assert_array_equal(bigger, (want_m > tp).numpy())
+    assert_allclose(neg, (-want_m).numpy(), *TOL[F32])
+
+
+def test_multi_output_built_by_hand_prints_like_the_text(rng):
+    x = Input("x", T(2, 3))
+    a0 = Input("a0", T(2, 3))
+    n0 = Node(OPS["exp"], (a0,), {}, T(2, 3))
+    n1 = Node(OPS["cast"], (n0,), {"dtype": "float64"}, T(2, 3, dtype="float64"))
+    body = Graph([a0], [n0, n1], [n0, n1], "bb")
+    fused = Node(OPS["fused"], (x,), {"name": "k", "kind": "pointwise"}, T(2, 3), body=body)
+    extra = Node(OPS["result"], (fused,), {"index": 1}, n1.type, loc="m.py:7")
+    graph = Graph([x], [fused, extra], [extra, fused], "g")
+    text = str(graph)
+    assert "      yield %0, %1\n  }\n  %1: f64[2,3] = result(%0) {index = 1} " \
+           'loc("m.py":7)\n  return %1, %0' in text
+    parsed = roundtrip(graph)
+    assert_same_results(graph, parsed, graph_args(graph, rng))
+
+
 # -- (d) a traced function with Python loops --------------------------------------------------
 def rnn_like(x, h):
     for step in range(3):                      # unrolled at trace time
@@ -393,9 +455,24 @@ BAD += [
      r"operand %b has type f32\[3\] but its block argument %a1 has type f32\[2,3\]"),
     ("body yield type", edit("%0: f32[2,3] = fused", "%0: f32[3,3] = fused", FUSED_TEXT),
      2, 7, r"recorded as f32\[3,3\] but its body yields f32\[2,3\]"),
+    ("body yields nothing", edit("yield %0", "yield", FUSED_TEXT), 5, 7,
+     r"a body yields at least one value"),
     ("fused without body", edit(
         """ {\n    ^bb(%a0: f32[2,3], %a1: f32[3]):\n      %0: f32[2,3] = add(%a0, %a1)\n"""
         """      yield %0\n  }""", "", FUSED_TEXT), 2, 18, r"fused nodes take their type"),
+]
+
+
+BAD += [
+    ("result of a plain node", edit("result(%0) {index = 1}", "result(%p) {index = 1}",
+                                    MULTI_TEXT), 11, 18,
+     r"result: its operand must be a fused node .*got a graph input"),
+    ("result index out of range", edit("result(%0) {index = 2}", "result(%0) {index = 3}",
+                                       MULTI_TEXT), 12, 17,
+     r"result: index 3 is out of range: the fused node 'update' yields 3 value\(s\), so its "
+     r"extra outputs are 1..2"),
+    ("result type", edit("%1: f32[4,3] = result", "%1: f32[3] = result", MULTI_TEXT), 11, 7,
+     r"%1 is recorded as f32\[3\] but the result rule gives f32\[4,3\]"),
 ]
 
 
@@ -413,6 +490,7 @@ def test_base_texts_parse():
     """The malformed cases are one edit away from texts that parse."""
     assert str(dlc.parse(BASE)) == BASE
     assert str(dlc.parse(FUSED_TEXT)) == FUSED_TEXT
+    assert str(dlc.parse(MULTI_TEXT)) == MULTI_TEXT
 
 
 def test_parser_never_evaluates_text():
@@ -453,7 +531,7 @@ def mutate(text: str, rng) -> str:
 def test_mutated_text_parses_or_raises_parse_error(rng):
     """Random edits of valid text: the parser either reads a graph that round-trips or
     raises ParseError; never another exception."""
-    texts = [str(build_step()), str(build_fused()), BASE, FUSED_TEXT]
+    texts = [str(build_step()), str(build_fused()), BASE, FUSED_TEXT, MULTI_TEXT]
     for _ in range(1500):
         text = mutate(texts[int(rng.integers(len(texts)))], rng)
         try:

@@ -158,7 +158,8 @@ def test_fused_body_arguments_match_operands():
 
 def test_fused_node_type_matches_its_body():
     check(fused_graph(T(3), T(2, 3), T(3, 2)),
-          r"node 0 \(fused at m\.py:3\): body must have one output of type f32\[3,2\]")
+          r"node 0 \(fused at m\.py:3\): its body's first output is f32\[2,3\], but the "
+          r"node's type is f32\[3,2\]")
 
 
 def test_parsed_text_of_an_invalid_graph_is_refused():
@@ -170,3 +171,106 @@ def test_parsed_text_of_an_invalid_graph_is_refused():
         dlc.verify(g)
     with pytest.raises(dlc.ParseError, match="recorded as f32\\[3\\] but the sum rule gives"):
         dlc.parse(str(g))
+
+
+# -- fused nodes with several outputs ----------------------------------------------------------
+def multi_graph(yields=(0, 1), results=((1, None),), kind="pointwise") -> Graph:
+    """x -> fused {exp, neg, sum over rows, matmul} yielding the body values `yields`, read by
+    result nodes (index, type or None for the yielded value's type)."""
+    x = Input("x", T(2, 2))
+    a0 = Input("a0", T(2, 2))
+    body_nodes = [node("exp", (a0,), T(2, 2)), node("neg", (a0,), T(2, 2)),
+                  node("sum", (a0,), T(2), {"axes": (1,), "keepdims": False}),
+                  node("matmul", (a0, a0), T(2, 2))]
+    outputs = [body_nodes[i] for i in yields]
+    # only the yielded nodes, a matmul first (a contraction body starts with it)
+    used = [body_nodes[i] for i in sorted(set(yields), key=lambda i: (i != 3, i))]
+    body = Graph([a0], used, outputs, "bb")
+    fused = node("fused", (x,), outputs[0].type, {"name": "k", "kind": kind}, body=body)
+    extra = [node("result", (fused,), t or T(2, 2), {"index": i}, loc=f"m.py:{5 + k}")
+             for k, (i, t) in enumerate(results)]
+    return Graph([x], [fused] + extra, [fused] + extra, "g")
+
+
+def test_a_multi_output_group_verifies():
+    dlc.verify(multi_graph())
+    dlc.verify(multi_graph((0, 1, 0), ((2, None), (1, None))))  # any order, a value twice
+
+
+@pytest.mark.parametrize("graph,pattern", [
+    (lambda: multi_graph(results=((2, None),)),
+     r"node 1 \(result at m\.py:5\): result: index 2 is out of range: the fused node 'k' "
+     r"yields 2 value\(s\), so its extra outputs are 1..1"),
+    (lambda: multi_graph(results=((0, None),)), r"result: index 0 is out of range"),
+    (lambda: multi_graph(results=((1, T(2)),)),
+     r"node 1 \(result at m\.py:5\): recorded type f32\[2\] but the op's rule gives "
+     r"f32\[2,2\]"),
+    (lambda: multi_graph(results=((1, None), (1, None))),
+     r"node 2 \(result at m\.py:6\): a second result node for output 1 of node 0 \(the "
+     r"first is node 1\)"),
+    (lambda: multi_graph((0, 1, 0), ((2, None),)),
+     r"node 0 \(fused at m\.py:3\): its body yields 3 values, but no result node reads "
+     r"output 1"),
+    (lambda: multi_graph((0, 2)),
+     r"node 0 \(fused at m\.py:3\): the values a pointwise body yields share one shape, the "
+     r"kernel's domain: output 1 is f32\[2\], output 0 is f32\[2,2\]"),
+    (lambda: multi_graph((2, 1), ((1, None),), kind="reduction"),
+     r"a reduction body yields one value, this one yields 2 \(only pointwise and opaque "
+     r"groups have several outputs\)"),
+    (lambda: multi_graph((3, 0), ((1, None),), kind="contraction"),
+     r"a contraction body yields one value, this one yields 2"),
+], ids=["index past the end", "index 0", "type", "two results for one output",
+        "output without a result", "pointwise shapes differ", "reduction", "contraction"])
+def test_multi_output_rules(graph, pattern):
+    check(graph(), pattern)
+
+
+def test_result_of_a_node_that_is_not_fused():
+    x = Input("x", T(2, 3))
+    relu = node("relu", (x,), T(2, 3))
+    extra = node("result", (relu,), T(2, 3), {"index": 1}, loc="m.py:4")
+    check(Graph([x], [relu, extra], [extra], "g"),
+          r"node 1 \(result at m\.py:4\): result: its operand must be a fused node \(a kernel "
+          r"with several outputs\), got a relu node")
+
+
+MULTI = """graph @g(%x: f32[2,2] input) {
+  %0: f32[2,2] = fused(%x) {name = "k", kind = "pointwise"} {
+    ^bb(%a0: f32[2,2]):
+      %0: f32[2,2] = exp(%a0)
+      %1: f32[2,2] = neg(%a0)
+      %2: f32[2] = full() {shape = [2], value = 1.0, dtype = f32}
+      yield %0, %1, %0
+  }
+  %1: f32[2,2] = result(%0) {index = 1}
+  %2: f32[2,2] = result(%0) {index = 2}
+  return %0, %1, %2
+}"""
+
+
+@pytest.mark.parametrize("edits,line,col,pattern", [
+    ([("result(%0) {index = 2}", "result(%0) {index = 1}")], 10, 3,
+     r"a second result node for output 1 of node 0 \(the first is node 1\)"),
+    ([("  %2: f32[2,2] = result(%0) {index = 2}\n", ""), ("%0, %1, %2\n}", "%0, %1\n}")], 2, 3,
+     r"its body yields 3 values, but no result node reads output 2"),
+    ([("yield %0, %1, %0", "yield %0, %1, %2"), ("%2: f32[2,2] = result", "%2: f32[2] = result"),
+      ], 2, 3, r"output 2 is f32\[2\], output 0 is f32\[2,2\]"),
+], ids=["two results for one output", "output without a result", "pointwise shapes differ"])
+def test_multi_output_rules_cite_line_and_col(edits, line, col, pattern):
+    """Rules checked on the whole graph are reported at the node that breaks them."""
+    assert str(dlc.parse(MULTI)) == MULTI
+    text = MULTI
+    for old, new in edits:
+        assert old in text
+        text = text.replace(old, new)
+    with pytest.raises(dlc.ParseError) as info:
+        dlc.parse(text, "edited.dlc")
+    assert (info.value.line, info.value.col) == (line, col), str(info.value)
+    assert re.search(pattern, str(info.value)), str(info.value)
+
+
+def test_an_opaque_group_may_yield_values_of_any_shape():
+    text = MULTI.replace('kind = "pointwise"', 'kind = "opaque"').replace(
+        "yield %0, %1, %0", "yield %0, %1, %2").replace("%2: f32[2,2] = result",
+                                                        "%2: f32[2] = result")
+    assert str(dlc.parse(text)) == text

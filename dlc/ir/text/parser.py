@@ -268,13 +268,14 @@ class _Parser:
         body = self.region(result, op_tok, operands) if self.at("{") else None
         types = [v.type for _, v in operands]
         attrs = self.attrs(op, written, types, attrs_tok if written else op_tok, body)
-        inferred = body.outputs[0].type if body is not None else self.infer(op, op_tok, types,
+        values = tuple(v for _, v in operands)
+        inferred = body.outputs[0].type if body is not None else self.infer(op, op_tok, values,
                                                                            attrs)
         if inferred != recorded:
             source = "its body yields" if body is not None else f"the {op.name} rule gives"
             raise self.fail(type_tok, f"{result.text} is recorded as {recorded} but {source} "
                                       f"{inferred} (inputs: {_types(types)})")
-        node = Node(op, tuple(v for _, v in operands), attrs, recorded, loc, layer, body)
+        node = Node(op, values, attrs, recorded, loc, layer, body)
         scope.define(result, node)
         self.maps[-1].nodes[node] = (result.line, result.col)
         self.maps[-1].names[node] = result.text
@@ -344,11 +345,11 @@ class _Parser:
             raise self.fail(e.lit.tok, f"attribute {attr.name} of {op.name} expects "
                                        f"{KIND_WANTED[attr.kind]}, got {e.lit.describe()}")
 
-    def infer(self, op, tok: Token, types: list[TensorType], attrs: dict) -> TensorType:
+    def infer(self, op, tok: Token, values: tuple[Value, ...], attrs: dict) -> TensorType:
         try:
-            return op.infer(types, attrs)
+            return op.infer_for(values, attrs)
         except Exception as e:  # any rule failure on hand-edited text is a ParseError
-            raise self.fail(tok, _rule_message(op, e, types)) from e
+            raise self.fail(tok, _rule_message(op, e, [v.type for v in values])) from e
 
     def loc(self) -> str:
         self.advance()
@@ -393,8 +394,8 @@ class _Parser:
         yield_tok = self.advance()
         outputs = self.results(scope)
         aliases = self.aliases(scope, outputs) if self.at("{") else {}
-        if len(outputs) != 1:
-            raise self.fail(yield_tok, f"a body yields exactly one value, got {len(outputs)}")
+        if not outputs:
+            raise self.fail(yield_tok, "a body yields at least one value (yield %a, %b, ...)")
         self.close(open_tok, f"the body of {result.text} ({op_tok.value})")
         meta[SOURCE_KEY] = self.maps.pop()
         return Graph(inputs, nodes, outputs, label.value, aliases, meta)
