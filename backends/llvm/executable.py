@@ -9,6 +9,7 @@ call; a lock makes calls from several Python threads take turns (they share the 
 from __future__ import annotations
 
 import ctypes
+import sys
 import threading
 from typing import Sequence
 
@@ -60,6 +61,8 @@ class LLVMExecutable(Executable):
         # becomes the state; the array it replaces is the next call's spare (no copies,
         # no allocation per step)
         self._spares: dict[int, np.ndarray] = {}
+        # the arrays outputs were last returned in (reused once the caller drops them)
+        self._returned: dict[int, np.ndarray] = {}
 
     # -- calling ----------------------------------------------------------------------------
     def __call__(self, *args, out: np.ndarray | Sequence[np.ndarray] | None = None):
@@ -113,6 +116,8 @@ class LLVMExecutable(Executable):
                 if results[j] is None:
                     results[j] = self._spares.pop(j, None)
                 if results[j] is None:
+                    results[j] = self._unclaimed(j)
+                if results[j] is None:
                     results[j] = np.empty(shape, dtype=dtype)
             self._outputs[j] = _address(results[j])
         status = self._entry(*self._pointers)
@@ -129,7 +134,19 @@ class LLVMExecutable(Executable):
             raise self._error(status, err)
         self._fill_copies(results, inputs)
         self._recycle(results)
+        for j, (kind, _) in prog.output_sources.items():
+            if kind == "node" and j not in prog.inplace and j not in self.graph.aliases \
+                    and j not in override:
+                self._returned[j] = results[j]
         return results
+
+    def _unclaimed(self, j: int) -> np.ndarray | None:
+        """The array output j was returned in last time, if the caller has let go of it
+        (no reference but ours: not the array, nor a view of it). Reusing it spares the
+        allocation, and for large outputs the page faults of fresh memory on every call."""
+        a = self._returned.pop(j, None)
+        # references: `a` here and getrefcount's argument
+        return a if a is not None and sys.getrefcount(a) <= 2 else None
 
     @staticmethod
     def _slot(seen: list, k: int, a: np.ndarray) -> int:

@@ -409,6 +409,17 @@ for _name in ("exp", "expm1", "log", "log1p", "tanh", "sigmoid", "erf", "erfc", 
     OPS[_name] = _math(getattr(ML, _name))
 
 
+@op("pow")
+def _pow(ev, e, a):
+    """x ** 2 (a variance, a squared error) is x * x: the one rounding of the exact square,
+    which is what a correctly rounded pow gives too, for every x."""
+    exponent = e.args[1]
+    if isinstance(exponent, Const) and exponent.value == 2.0 and e.dtype.startswith("float"):
+        x = ev.m.splat(a[0], max(lanes_of(a[0].type), lanes_of(a[1].type)))
+        return ev.b.fmul(x, x)
+    return ML.pow(ev.m, *a)
+
+
 @op("sqrt")
 def _sqrt(ev, e, a):
     return ev.m.sqrt(a[0])

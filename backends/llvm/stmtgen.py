@@ -87,16 +87,19 @@ STREAM_MIN_BYTES = 16 << 20
 
 
 def _streamed_store(s: Loop) -> Store | None:
-    """The one store of a flat parallel vector loop, if it streams a large contiguous
-    output: index var + constant, and more than STREAM_MIN_BYTES."""
+    """The one store of a vector loop, if it streams a large output contiguously along the
+    loop (unit stride in its variable; outer variables fix where the run starts: a flat
+    loop, or a row of a row kernel), more than STREAM_MIN_BYTES in all."""
     if len(s.body) != 1 or not isinstance(s.body[0], Store):
         return None
     store = s.body[0]
     a = affine(store.index)
-    if a is None or a[1] != ((s.var, 1),):
+    if a is None or dict(a[1]).get(s.var) != 1:
         return None
     if store.buf.size * ITEMSIZE[store.buf.dtype] <= STREAM_MIN_BYTES:
         return None
+    if any(ld.buf is store.buf for ld in loads([Let("_", store.value)])):
+        return None  # it rewrites values it just read (a stash): the lines are in cache
     return store
 
 
@@ -177,9 +180,11 @@ class KernelGen:
         aligned non-temporal stores and a store fence; returns where the rest starts."""
         b, m = self.b, self.m
         size = ITEMSIZE[store.buf.dtype]
-        const = affine(store.index)[0]
-        addr = b.add(b.ptrtoint(self.ev.ptrs[store.buf], I64),
-                     b.mul(b.add(start, I64(const)), I64(size)))
+        self.ev.push()
+        self.ev.vars[s.var] = start
+        first = self.ev(store.index)  # the element at the run's start
+        self.ev.pop()
+        addr = b.add(b.ptrtoint(self.ev.ptrs[store.buf], I64), b.mul(first, I64(size)))
         peel = b.udiv(b.and_(b.sub(I64(64), b.and_(addr, I64(63))), I64(63)), I64(size))
         aligned = b.add(start, peel)
         aligned = b.select(b.icmp_signed("<", aligned, stop), aligned, stop)

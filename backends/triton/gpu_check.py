@@ -6,10 +6,17 @@ the interpreter is more lenient (it runs tl.arange of any length, broadcasts fre
 compiler is not. Used by tests/backends/test_triton_gpu_compile.py, and by hand:
 
     python -m backends.triton.gpu_check examples/mlp.py        # sm_90 by default
+
+A process that imported triton with TRITON_INTERPRET=1 cannot compile (triton's own
+helpers are interpreted for good), so an interpreting process runs its checks in a fresh
+one: `run_compiling(script, cache_dir)`.
 """
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 
 from dlc.ir.graph import Graph
@@ -24,6 +31,16 @@ class CompiledKernel:
     name: str
     ptx_bytes: int
     registers: int | None
+
+
+def run_compiling(script: str, cache_dir: str, cwd: str = ".", timeout: float = 600
+                  ) -> subprocess.CompletedProcess:
+    """Run the Python `script` in a fresh process without TRITON_INTERPRET (so it may call
+    compile_for_gpu), importing from `cwd`, generated modules under `cache_dir`."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env.update(PYTHONPATH=os.path.abspath(cwd), DLC_CACHE_DIR=str(cache_dir))
+    return subprocess.run([sys.executable, "-c", script], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def _jit_function(fn):

@@ -1,10 +1,13 @@
 """Kernel groups: each top-level node of the graph, with the body code generation sees.
 
-A fused node (from passes.fuse) brings its body; any other node becomes a one-node body.
+A fused node (from passes.fuse) brings its body; any other node becomes a one-node body. A
+body may yield several values: output 0 goes to the fused node's own buffer, output i to
+that of its `result` node {index=i}, which is no group of its own (it launches nothing).
 Bodies are then lowered to the primitives the generators know: composite ops replaced by
 their op-table decomposition (so an unfused softmax still becomes one row kernel), var by
-mean/sub/mul/sum/div, nested fused nodes inlined. The top-level graph itself is left as it
-is, so positions in graph.nodes (and a memory plan keyed by them) stay valid.
+mean/sub/mul/sum/div, nested fused nodes inlined (their result nodes then read the inlined
+yields). The top-level graph itself is left as it is, so positions in graph.nodes (and a
+memory plan keyed by them) stay valid.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from typing import Callable
 
 from dlc.ir.builder import Builder
 from dlc.ir.graph import Graph, Input, Node, Value
+from dlc.ir.groups import is_result, results_of
 from passes.decompose import decompose
 from passes.rewrite import copy_inputs, inline, replay
 from backends.triton.codegen.common import identifier
@@ -28,7 +32,13 @@ class Group:
     body: Graph                  # primitives; body.inputs[k] is bound to node.inputs[k]
     input_refs: list[BufferRef]
     input_names: list[str]       # kernel parameter names of the body inputs
-    out_ref: BufferRef
+    # the buffer of each body output: the node's own, then its result nodes' (None for an
+    # extra output no result node reads: nothing stores it)
+    out_refs: list[BufferRef | None]
+
+    @property
+    def out_ref(self) -> BufferRef:
+        return self.out_refs[0]
 
 
 def ref_of(graph: Graph, v: Value, positions: dict[int, int],
@@ -62,7 +72,19 @@ def _rewrite(graph: Graph, select: Callable[[Node], bool], expand) -> Graph:
 
 
 def _inline_fused(b: Builder, node: Node, env) -> Value:
-    return inline(b, node.body, [env[v] for v in node.inputs])[0]
+    """A nested fused node's body in place; every yield is kept in env under (node, i) for
+    the result nodes that read it."""
+    outs = inline(b, node.body, [env[v] for v in node.inputs])
+    env.update(((node, i), v) for i, v in enumerate(outs))
+    return outs[0]
+
+
+def _inline_result(b: Builder, node: Node, env) -> Value:
+    return env[(node.inputs[0], node.attrs["index"])]
+
+
+def _inline_nested(b: Builder, node: Node, env) -> Value:
+    return (_inline_result if is_result(node) else _inline_fused)(b, node, env)
 
 
 def _expand_var(b: Builder, node: Node, env) -> Value:
@@ -80,15 +102,30 @@ def _expand_var(b: Builder, node: Node, env) -> Value:
 
 def lower_body(body: Graph) -> Graph:
     """The body in the primitives the generators handle."""
-    body = _rewrite(body, lambda n: n.body is not None, _inline_fused)
+    body = _rewrite(body, lambda n: n.body is not None or is_result(n), _inline_nested)
     body = decompose(body)
     return _rewrite(body, lambda n: n.op.name == "var" and n.body is None, _expand_var)
 
 
+def out_refs(graph: Graph, node: Node, results: list[Node], positions: dict[int, int],
+             storage: Callable[[Value], str]) -> list[BufferRef | None]:
+    """The buffer of each value node's kernel yields: its own, then its result nodes'."""
+    refs: list[BufferRef | None] = [ref_of(graph, node, positions, storage)]
+    if node.body is not None:
+        refs += [None] * (len(node.body.outputs) - 1)
+    for r in results:
+        refs[r.attrs["index"]] = ref_of(graph, r, positions, storage)
+    return refs
+
+
 def make_groups(graph: Graph, storage: Callable[[Value], str]) -> list[Group]:
+    """One group per top-level node that launches kernels (every node but `result`s)."""
     positions = {id(n): k for k, n in enumerate(graph.nodes)}
+    results = results_of(graph.nodes)
     groups, names = [], set()
     for pos, node in enumerate(graph.nodes):
+        if is_result(node):
+            continue  # its buffer is an output of its fused node's group
         if node.body is not None:
             base = identifier(str(node.attrs.get("name") or f"fused_{pos}"))
         else:
@@ -102,5 +139,5 @@ def make_groups(graph: Graph, storage: Callable[[Value], str]) -> list[Group]:
         arg_names = [n if arg_names.count(n) == 1 else f"{n}_{k}"
                      for k, n in enumerate(arg_names)]
         groups.append(Group(name, pos, node, lower_body(body), refs, arg_names,
-                            ref_of(graph, node, positions, storage)))
+                            out_refs(graph, node, results.get(node, []), positions, storage)))
     return groups

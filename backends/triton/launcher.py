@@ -12,6 +12,7 @@ import math
 
 from dlc.errors import DlcError
 from dlc.ir.graph import Graph
+from dlc.ir.groups import kernel_of
 from backends.triton import memory
 from backends.triton.options import TritonOptions
 from backends.triton.program import BufferRef, Kernel, Program
@@ -88,12 +89,14 @@ class Launcher:
 
     def _inplace_writes(self, plan) -> tuple[dict[int, int], int | None]:
         """The memory plan's in-place updates: node position -> graph input index whose
-        tensor that node writes, and the kernel step before which the loss is checked.
+        tensor that node's value is written into, and the kernel step before which the loss
+        is checked.
 
         A training step must leave its parameters intact when the loss is NaN, so only the
         updates scheduled after the loss is computed are written in place (the run stops
         before the first of them if the loss is not finite); the others are computed into
-        new tensors that replace the stored ones."""
+        new tensors that replace the stored ones. A result node's value is written by its
+        fused node's kernel, so that kernel's step is what counts."""
         if plan is None or not plan.inplace:
             return {}, None
         graph, writes = self.graph, {}
@@ -105,15 +108,23 @@ class Launcher:
                 writes[pos] = k
         if not writes or not graph.meta.get("train_step"):
             return writes, None
-        loss = self.positions.get(id(graph.outputs[0]))
-        done = max((s for s, kern in enumerate(self.kernels) if kern.node == loss), default=None)
-        if done is None:
-            return {}, None
         first = {}
         for s, kern in enumerate(self.kernels):
             first.setdefault(kern.node, s)
-        writes = {pos: k for pos, k in writes.items() if first[pos] > done}
-        return writes, (min(first[pos] for pos in writes) if writes else None)
+        loss = self._writer(graph.outputs[0])
+        done = max((s for s, kern in enumerate(self.kernels) if kern.node == loss), default=None)
+        if done is None:
+            return {}, None
+        step = {pos: first.get(self._writer(graph.nodes[pos])) for pos in writes}
+        writes = {pos: k for pos, k in writes.items() if step[pos] is not None and
+                  step[pos] > done}
+        return writes, (min(step[pos] for pos in writes) if writes else None)
+
+    def _writer(self, value) -> int | None:
+        """Position of the node whose kernels write `value` (None for a graph input)."""
+        if id(value) not in self.positions:
+            return None
+        return self.positions[id(kernel_of(value))]
 
     # -- buffers ---------------------------------------------------------------------------
     def _view(self, offset: int, ref: BufferRef):

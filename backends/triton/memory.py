@@ -58,8 +58,7 @@ def greedy_offsets(sizes: dict[int, int], live: dict[int, tuple[int, int]]) -> d
 def _liveness(kernels, outputs: set[int]) -> tuple[dict[int, int], dict[int, tuple[int, int]]]:
     sizes, live = {}, {}
     for step, kernel in enumerate(kernels):
-        refs = [kernel.out] + [a for launch in kernel.launches for a in launch.args]
-        for ref in refs:
+        for ref in kernel.buffers():
             if ref.kind != "node" or ref.key in outputs:
                 continue
             sizes[ref.key] = ref.nbytes

@@ -63,6 +63,16 @@ class Kernel:
     source: str
     launches: list[Launch]
     out: BufferRef
+    # the other buffers it stores: a multi-output group's yields (its result nodes' values)
+    extra_outs: list[BufferRef] = field(default_factory=list)
+
+    @property
+    def outs(self) -> list[BufferRef]:
+        return [self.out] + self.extra_outs
+
+    def buffers(self) -> list[BufferRef]:
+        """Every buffer the kernel stores or its launches bind."""
+        return self.outs + [a for launch in self.launches for a in launch.args]
 
 
 @dataclass

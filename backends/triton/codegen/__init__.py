@@ -2,7 +2,6 @@
 neither torch nor triton is imported, so sources can be generated and dumped anywhere)."""
 from __future__ import annotations
 
-from math import prod
 from typing import Callable
 
 from dlc.ir.graph import Graph, Value
@@ -42,13 +41,12 @@ def generate_program(graph: Graph, options: TritonOptions) -> Program:
     sites: list = []
     kernels = []
     for group in make_groups(graph, storage):
-        if prod(group.node.shape) == 0:
-            continue  # nothing to compute; the launcher still allocates the empty buffer
+        # empty outputs get no kernel; the launcher still allocates their buffers
         kernels += plan_group(group, options, sites, storage)
     # each group's scratch values side by side; groups run one after another, so they share
     offsets, per_group = {}, {}
     for k in kernels:
-        for ref in [k.out] + [a for launch in k.launches for a in launch.args]:
+        for ref in k.buffers():
             if ref.kind == "scratch" and ref.key not in offsets:
                 start = per_group.get(ref.key[0], 0)
                 offsets[ref.key] = start

@@ -1,9 +1,9 @@
 """Pieces every kernel generator shares: the request it gets, the function text it returns.
 
-A KernelRequest names the value to compute, the body values it may read from buffers (its
-parameters) and the group it belongs to. Generators return GeneratedKernel: the function
-source(s) and launches with parameter names still symbolic; the planner binds them to
-BufferRefs.
+A KernelRequest names the value to compute (for a multi-output pointwise kernel: the
+values, all of one shape), the body values it may read from buffers (its parameters) and
+the group it belongs to. Generators return GeneratedKernel: the function source(s) and
+launches with parameter names still symbolic; the planner binds them to BufferRefs.
 """
 from __future__ import annotations
 
@@ -26,6 +26,13 @@ class KernelRequest:
     options: TritonOptions
     lowering: dict
     sites: list                     # the program's checked index sites
+    # further values of out's shape the kernel stores (a multi-output pointwise group)
+    extra_outs: list[tuple[Value, Param]] = field(default_factory=list)
+
+    @property
+    def outs(self) -> list[tuple[Value, Param]]:
+        """Every (value, pointer parameter) the kernel stores, out first."""
+        return [(self.out, self.out_param)] + self.extra_outs
 
     def builder(self, context) -> KernelBuilder:
         return KernelBuilder(self.lowering, self.params, context, self.sites,
@@ -34,7 +41,8 @@ class KernelRequest:
     @property
     def index64(self) -> bool:
         """Offsets need int64 when a tensor has 2**31 elements or more."""
-        sizes = [prod(p.shape) for p in self.params.values()] + [prod(self.out_param.shape)]
+        sizes = [prod(p.shape) for p in self.params.values()]
+        sizes += [prod(p.shape) for _, p in self.outs]
         return max(sizes) > INT32_LIMIT
 
 
@@ -57,6 +65,11 @@ class GeneratedKernel:
 
 def cone(out: Value, stop: set) -> list[Node]:
     """Nodes that computing `out` evaluates, not crossing values in `stop`; topological."""
+    return joint_cone([out], stop)
+
+
+def joint_cone(outs: list[Value], stop: set) -> list[Node]:
+    """Nodes that computing every value of `outs` evaluates (each once); topological."""
     seen: dict[int, Node] = {}
     order: list[Node] = []
 
@@ -68,7 +81,8 @@ def cone(out: Value, stop: set) -> list[Node]:
             visit(i)
         order.append(v)
 
-    visit(out)
+    for out in outs:
+        visit(out)
     return order
 
 
@@ -88,7 +102,8 @@ def header(req: KernelRequest, kind: str, nodes: list[Node]) -> str:
             where = f"{where} ({n.scope})" if where else f"({n.scope})"
         if where and where not in locs:
             locs.append(where)
-    lines = [f"# kernel {req.name} ({kind}) of group {req.group}: {req.out.type}",
+    types = ", ".join(str(v.type) for v, _ in req.outs)
+    lines = [f"# kernel {req.name} ({kind}) of group {req.group}: {types}",
              f"# ops: {ops}"]
     lines += [f"# from: {loc}" for loc in locs[:8]]
     if len(locs) > 8:
@@ -114,13 +129,14 @@ def _function(name: str, kb: KernelBuilder, params: list[str], head: str,
 
 
 def pointer_names(req: KernelRequest, kb: KernelBuilder | list, extra: tuple[str, ...] = ()):
-    """Pointer parameters in order: the inputs the kernel(s) read, out, then the error flags.
+    """Pointer parameters in order: the inputs the kernel(s) read, the outputs, then the
+    error flags.
 
     kb may be a list of builders when one source holds several functions sharing them."""
     kbs = kb if isinstance(kb, list) else [kb]
     used = set().union(*(k.used for k in kbs))
     names = [p.name for p in req.params.values() if p.name in used]
-    names += [req.out_param.name, *extra]
+    names += [p.name for _, p in req.outs] + list(extra)
     return names + (["err_ptr"] if any(k.error_used for k in kbs) else [])
 
 

@@ -3,7 +3,8 @@
 Every op of the op table has an entry (tests/backends/test_triton_ops.py checks it):
 elementwise ops build an expression, movement ops remap the index, pools loop over their
 window, reductions and contractions answer from the row or GEMM kernel that computes them,
-and composite ops are decomposed into primitives before code generation.
+and composite ops are decomposed into primitives before code generation. `result` is
+structural: it names a buffer its fused node's kernel writes, so it launches nothing.
 """
 from __future__ import annotations
 
@@ -31,6 +32,12 @@ def _decomposed(kb: KernelBuilder, node: Node, idx, mask) -> str:
                          f"generation (backends/triton/groups.py)")
 
 
+def _structural(kb: KernelBuilder, node: Node, idx, mask) -> str:
+    raise AssertionError(f"{node.op.name} launches nothing: its fused node's kernel writes its "
+                         f"buffer, and a nested one reads the inlined yield "
+                         f"(backends/triton/groups.py)")
+
+
 REDUCTIONS = ("sum", "mean", "prod", "max", "min", "argmax", "argmin")
 CONTRACTIONS = ("matmul", "conv", "conv_transpose")
 # composite ops: their op-table decomposition is what gets generated; var and the nested
@@ -43,4 +50,5 @@ LOWERING = {**ELEMENTWISE, **MOVEMENT, **WINDOWS,
             **{op: _reduction for op in REDUCTIONS},
             **{op: _contraction for op in CONTRACTIONS},
             "scatter_add": _own_kernel,
-            **{op: _decomposed for op in DECOMPOSED}}
+            **{op: _decomposed for op in DECOMPOSED},
+            "result": _structural}

@@ -3,6 +3,11 @@
     offs = pid * BLOCK + arange(BLOCK);  idx = unravel(offs, out.shape)
     out[offs] = <value of the group's output at idx>
 
+A multi-output group is one such kernel over the shape its yields share: every value is
+computed (sharing what they have in common) before any is stored, so an output may take the
+buffer of an input it reads elementwise (an in-place update) without a later output reading
+the new value.
+
 Everything elementwise, movement, index-reading and window-shaped (pools) fuses here: each
 lowering turns the output index into its inputs' indices, so broadcasting and transposes
 are index arithmetic and no intermediate is stored.
@@ -13,7 +18,7 @@ from math import prod
 
 from backends.triton.codegen.builder import KernelContext, next_pow2
 from backends.triton.codegen.common import (GeneratedKernel, GeneratedLaunch, KernelRequest,
-                                            cone, function, header, pointer_names)
+                                            function, header, joint_cone, pointer_names)
 from backends.triton.codegen.store import store
 
 
@@ -43,9 +48,10 @@ def generate_pointwise(req: KernelRequest) -> GeneratedKernel:
         kb.declare("mask", {0})
     kb.declare("offs", {0})
     idx = kb.delinearize("offs", out.shape)
-    val = kb.value(out, idx, mask)
-    store(kb, req.out_param, "offs", val, out.dtype, mask)
-    nodes = cone(out, set(req.params))
+    vals = [kb.value(v, idx, mask) for v, _ in req.outs]
+    for (v, param), val in zip(req.outs, vals):
+        store(kb, param, "offs", val, v.dtype, mask)
+    nodes = joint_cone([v for v, _ in req.outs], set(req.params))
     decorator = autotune_decorator(configs) if configs else ""
     source = function(req.name, kb, req, ["BLOCK"], header(req, "pointwise", nodes),
                       decorator=decorator)

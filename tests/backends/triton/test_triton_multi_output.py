@@ -6,8 +6,12 @@ and under dlc.compile's memory plan, with mixed dtypes, with result nodes as gra
 with outputs that take the buffers of the inputs they read (every value is computed before
 any is stored), for an opaque group run kernel by kernel and a nested group inlined into its
 parent, and for an Adam training step fused with passes.fuse.MULTI_OUTPUT on, whose
-parameter and moment updates are written in place.
+parameter and moment updates are written in place. The same kernels also compile for a
+real GPU (sm_90, Triton's compiler on the CPU, in a subprocess: see test_triton_gpu_compile).
 """
+import textwrap
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -16,6 +20,7 @@ import passes.fuse
 from backends.eager import run_graph
 from backends.registry import compile_graph
 from backends.triton import kernel_sources
+from backends.triton.gpu_check import run_compiling
 from dlc.ir.builder import Builder
 from dlc.ir.graph import Graph
 from dlc.ir.groups import is_result
@@ -24,6 +29,7 @@ from dlc.ir.types import TensorType
 from tests.backends.model_checks import assert_model_close, user_args
 from tests.passes.fusion_models import mlp_train_step
 
+ROOT = Path(__file__).resolve().parents[3]
 SHAPE = (37, 130)
 F32 = TensorType(SHAPE, "float32")
 
@@ -221,3 +227,28 @@ def test_nonfinite_loss_leaves_the_state_untouched(multi_output, rng):
     assert exe.skipped_steps == [2]
     for k, v in exe.state_dict().items():
         np.testing.assert_array_equal(v, before[k])
+
+
+GPU_SCRIPT = textwrap.dedent("""
+    import dlc
+    import passes.fuse
+    from backends.triton.gpu_check import compile_for_gpu
+    from tests.backends.triton.test_triton_multi_output import adam_step, three_output_graph
+
+    passes.fuse.MULTI_OUTPUT = True
+    for label, graph, opts in [("three", three_output_graph("mixed"), {}),
+                               ("three-bf16", three_output_graph("results"),
+                                {"mixed_precision": "bfloat16"}),
+                               ("adam", adam_step(), {})]:
+        kernels = compile_for_gpu(graph, 90, "O2", **opts)
+        assert all(k.ptx_bytes > 0 for k in kernels)
+        print(label, " ".join(k.name for k in kernels))
+""")
+
+
+def test_multi_output_kernels_compile_for_sm90(tmp_path):
+    run = run_compiling(GPU_SCRIPT, tmp_path, cwd=ROOT)
+    assert run.returncode == 0, run.stderr[-4000:]
+    lines = dict(line.split(" ", 1) for line in run.stdout.splitlines())
+    assert "three" in lines["three"].split() and "three" in lines["three-bf16"].split()
+    assert len(lines["adam"].split()) >= 10
