@@ -14,11 +14,11 @@ What it fuses (the kinds of group and what their bodies hold: dlc/ir/groups.py):
   reads them instead of being kernels of their own.
 
 A group grows from one root, so a value read outside its group is materialized by its own
-kernel ("multi_use"). With MULTI_OUTPUT on, pointwise kernels then yield several values
-(passes/fuse/multi.py): a pointwise producer also needed outside a pointwise kernel joins it
-as an extra output ("multi_output": an Adam update becomes one kernel writing p', m' and
-v'), and independent pointwise kernels of one shape that share an input or are small merge
-into one ("horizontal"). The switch is off until every backend lowers multi-output groups.
+kernel ("multi_use"). Pointwise kernels then yield several values (passes/fuse/multi.py):
+a pointwise producer also needed outside a pointwise kernel joins it as an extra output
+("multi_output": an Adam update becomes one kernel writing p', m' and v'), and independent
+pointwise kernels of one shape that share an input or are small merge into one
+("horizontal"). MULTI_OUTPUT = False turns both off (one output per kernel).
 
 Composite ops are first decomposed into primitives (passes.decompose). Rules and reason
 codes: passes/fuse/rules.py, multi.py and log.py; the groups' graph is checked to be
@@ -40,7 +40,7 @@ POSITIONAL_META = ("memory_plan", "source_map")
 
 # Multi-output pointwise kernels (the multi_output and horizontal decisions), read by `fuse`
 # at each call.
-MULTI_OUTPUT = False
+MULTI_OUTPUT = True
 
 
 def fuse(graph: Graph) -> Graph:

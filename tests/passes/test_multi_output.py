@@ -107,8 +107,9 @@ TWO_CHAINS_FUSED = """graph @two(%x: f32[4,8] input, %y: f32[4,8] input) {
 }"""
 
 
-def test_the_switch_is_off_by_default():
-    assert passes.fuse.MULTI_OUTPUT is False
+def test_the_switch_is_on_by_default_and_turns_off(monkeypatch):
+    assert passes.fuse.MULTI_OUTPUT is True
+    monkeypatch.setattr(passes.fuse, "MULTI_OUTPUT", False)
     fused = fuse(dlc.parse(ADAM))
     assert len(fused.nodes) == 3 and not any(is_result(n) for n in fused.nodes)
     assert {r.reason for r in fused.meta["fusion_log"].not_fused()} == {"graph_output"}
