@@ -65,6 +65,9 @@ def _configure(p: argparse.ArgumentParser) -> None:
                         f"after its last pass")
     p.add_argument("--after", metavar="PASS",
                    help=f"print the IR after PASS ({', '.join(PASSES)}, or {INPUT_STAGE})")
+    p.add_argument("--for-backend", choices=("eager", "llvm", "triton"), default="llvm",
+                   help="fuse as for this backend (default llvm): for triton, where a "
+                        "kernel launch costs, small independent kernels also merge")
     p.add_argument("--all", metavar="DIR", dest="all_dir",
                    help="write every stage, the index and the weights into DIR")
     p.add_argument("--diff", metavar="PASS",
@@ -125,6 +128,8 @@ def _run(args: argparse.Namespace, graph, level: str) -> PipelineResult:
     # --after alone stops at that pass; the other reports need the whole pipeline
     stop = args.after if args.after and not _wants_reports(args) else None
     passes = () if stop == INPUT_STAGE else None
+    from dlc.compiler import LAUNCHES, LAUNCHES_KEY
+    graph.meta[LAUNCHES_KEY] = LAUNCHES.get(args.for_backend, "cheap")
     return run_with_notes(graph, level, passes=passes, verify=args.verify or None,
                           stop_after=None if passes == () else stop,
                           keep_text=bool(args.diff), dump_dir=args.all_dir)

@@ -24,18 +24,29 @@ def compile(model, *specs, backend: str = "eager", params: dict | None = None,
     """
     from backends.registry import compile_graph
     graph = optimized_graph(model, *specs, params=params, module=module,
-                            opt_level=opt_level, dump_dir=dump_dir, verify=verify)
+                            opt_level=opt_level, dump_dir=dump_dir, verify=verify,
+                            launches=LAUNCHES.get(backend, "cheap"))
     if params:  # the passes may have dropped consts that fold and dce made unused
         kept = {v.name for v in graph.inputs}
         params = {k: v for k, v in params.items() if k in kept}
     return compile_graph(graph, backend, params=params, **options)
 
 
+# What a kernel launch costs on a backend's device, as the fusion pass weighs it: on a GPU
+# every kernel is a launch of a few microseconds, so merging small independent kernels
+# pays; a CPU backend calls a small kernel as a function on one thread, and merging buys
+# nothing (measured: the char_rnn example 4% slower on llvm with its small kernels merged).
+LAUNCHES = {"triton": "costly"}
+LAUNCHES_KEY = "launches"
+
+
 def optimized_graph(model, *specs, params: dict | None = None, module=None,
                     opt_level: str = "O2", dump_dir: str | os.PathLike | None = None,
-                    verify: bool | None = None) -> Graph:
+                    verify: bool | None = None, launches: str = "cheap") -> Graph:
     """What every compile path does before a backend: trace unless `model` is a Graph,
-    verify, rebind consts that `params` overrides, run the pipeline of `opt_level`."""
+    verify, rebind consts that `params` overrides, run the pipeline of `opt_level`.
+    `launches` ("cheap" or "costly") is what a kernel launch costs on the target
+    (graph.meta["launches"], read by the fusion pass)."""
     from passes.manager import pipeline, run_pipeline
     pipeline(opt_level)  # an unknown level fails before tracing
     if isinstance(model, Graph):
@@ -49,6 +60,10 @@ def optimized_graph(model, *specs, params: dict | None = None, module=None,
     if params:
         check_param_names(graph, params)
         graph = rebind_consts(graph, params)
+    if launches not in ("cheap", "costly"):
+        raise ArgumentError(f"launches must be 'cheap' or 'costly', got {launches!r}")
+    graph = Graph(graph.inputs, graph.nodes, graph.outputs, graph.name, graph.aliases,
+                  {**graph.meta, LAUNCHES_KEY: launches})
     return run_pipeline(graph, opt_level, verify=verify, dump_dir=dump_dir).graph
 
 

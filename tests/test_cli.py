@@ -302,3 +302,27 @@ def test_commands_come_from_one_table():
     assert {"dump", "run", "demo"} <= set(cli.COMMANDS)
     with pytest.raises(ValueError):
         cli.register("dump", "again", lambda p: None)(lambda args: 0)
+
+
+TWO_CHAINS_MODEL = """
+import dlc
+
+def two_chains(a, b):
+    return (a * 2.0).relu(), (b * 3.0).tanh()
+
+def main_model():
+    return two_chains, [dlc.TensorSpec((8, 8)), dlc.TensorSpec((8, 8))]
+"""
+
+
+def test_dump_fuses_for_the_backend_named(capsys, tmp_path):
+    """Two small independent chains: one kernel for triton (a launch costs), two for llvm."""
+    (tmp_path / "chains.py").write_text(TWO_CHAINS_MODEL)
+    reports = {}
+    for backend in ("llvm", "triton"):
+        status, out, err = run_cli(capsys, "dump", str(tmp_path / "chains.py"),
+                                   "--explain-fusion", "--for-backend", backend)
+        assert status == 0, err
+        reports[backend] = out
+    assert "horizontal" not in reports["llvm"].split("fusion of", 1)[1]
+    assert "both small (64 elements)" in reports["triton"]

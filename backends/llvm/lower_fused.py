@@ -87,7 +87,7 @@ def _multi_pointwise_kernel(name: str, outs: list, views: list, threads: int) ->
     body = found + [Let(n, v) for n, v in zip(names, values)] + \
         [Store(buf, flat, Ref(n, v.dtype)) for buf, n, v in zip(outs, names, values)]
     size = max(outs[0].size, 1)
-    return Kernel(name, finish_nest(nest(loops, body), size * len(outs), threads), "",
+    return Kernel(name, finish_nest(nest(loops, body), size, threads), "",
                   can_fail=bool(found))
 
 

@@ -55,7 +55,9 @@ def fuse(graph: Graph) -> Graph:
     log.node_text = {i: _describe(n) for i, n in enumerate(graph.nodes)}
     groups = build_groups(graph, log)
     if MULTI_OUTPUT:
-        groups = merge_groups(groups, ctx, log)
+        # small independent kernels merge only where a launch costs (dlc/compiler.py)
+        merge_small = graph.meta.get("launches") == "costly"
+        groups = merge_groups(groups, ctx, log, merge_small)
         check_acyclic(graph, groups, ctx)
     meta[LOG_KEY] = log
     return emit_graph(graph, groups, ctx, log, meta)

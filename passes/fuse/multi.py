@@ -15,7 +15,9 @@ of another) so that it stays acyclic. Two decisions, each a record in the fusion
 - `horizontal`: two pointwise groups of one domain shape, neither reading the other
   (directly or through other kernels), become one kernel when it pays: they read a common
   value of the domain's shape (read once instead of twice), or both domains are small
-  (fewer than SMALL_DOMAIN elements: one launch instead of two). Bounded so that it does
+  (fewer than SMALL_DOMAIN elements: one launch instead of two) and the graph is compiled
+  for a target where a launch costs (graph.meta["launches"] == "costly": a GPU; a CPU
+  backend runs a small kernel as a plain call on one thread). Bounded so that it does
   not trade memory for launches: the outputs of the merged kernel lie at most
   HORIZONTAL_WINDOW nodes apart in the graph fusion works on, since the merged kernel runs
   once both groups' inputs are ready, which keeps the earlier group's inputs alive and
@@ -218,7 +220,7 @@ def _span(cond: Condensed, groups: list[Group]) -> int:
     return max(positions) - min(positions)
 
 
-def _horizontal_gain(cond: Condensed, a: Group, b: Group) -> str | None:
+def _horizontal_gain(cond: Condensed, a: Group, b: Group, merge_small: bool) -> str | None:
     """Why merging `a` and `b` pays (the log's detail), or None if it does not or may not."""
     if len(a.outputs) + len(b.outputs) > MAX_OUTPUTS or \
             _span(cond, [a, b]) > HORIZONTAL_WINDOW:
@@ -228,7 +230,7 @@ def _horizontal_gain(cond: Condensed, a: Group, b: Group) -> str | None:
     size = a.root.type.size
     if shared:
         gain = "both read " + ", ".join(sorted(_value_name(cond.ctx, v) for v in shared))
-    elif size < SMALL_DOMAIN:
+    elif merge_small and size < SMALL_DOMAIN:
         gain = f"both small ({size} elements): one launch instead of two"
     else:
         return None
@@ -241,7 +243,8 @@ def _value_name(ctx: Context, v: Value) -> str:
     return ctx.name(v) if v in ctx.pos else f"%{v.name}"
 
 
-def _merge_horizontally(cond: Condensed, log: FusionLog, groups: list[Group]) -> None:
+def _merge_horizontally(cond: Condensed, log: FusionLog, groups: list[Group],
+                        merge_small: bool) -> None:
     """Within groups of one domain shape, in graph order, each absorbs the later ones that
     pay and may merge."""
     alive = set(groups)
@@ -254,7 +257,7 @@ def _merge_horizontally(cond: Condensed, log: FusionLog, groups: list[Group]) ->
                 break  # and so are the later ones
             if b not in alive:
                 continue
-            gain = _horizontal_gain(cond, a, b)
+            gain = _horizontal_gain(cond, a, b, merge_small)
             if gain is None:
                 continue
             one, two = sorted((a.root, b.root), key=cond.ctx.pos.get)
@@ -267,8 +270,11 @@ def _merge_horizontally(cond: Condensed, log: FusionLog, groups: list[Group]) ->
 
 
 # -- the phase -------------------------------------------------------------------------------
-def merge_groups(groups: list[Group], ctx: Context, log: FusionLog) -> list[Group]:
-    """The groups after the multi_output and horizontal merges, in a topological order."""
+def merge_groups(groups: list[Group], ctx: Context, log: FusionLog,
+                 merge_small: bool = True) -> list[Group]:
+    """The groups after the multi_output and horizontal merges, in a topological order.
+    `merge_small`: merge small independent kernels that share no input (where a kernel
+    launch costs more than their work)."""
     cond = Condensed(groups, ctx)
     for g in sorted(groups, key=cond.last, reverse=True):
         if g in cond.pred and is_pointwise(g):
@@ -279,5 +285,5 @@ def merge_groups(groups: list[Group], ctx: Context, log: FusionLog) -> list[Grou
             by_domain.setdefault(g.root.type.shape, []).append(g)
     for same in by_domain.values():
         same.sort(key=lambda g: min(ctx.pos[o] for o in g.outputs))  # as the window needs
-        _merge_horizontally(cond, log, same)
+        _merge_horizontally(cond, log, same, merge_small)
     return cond.order

@@ -135,14 +135,28 @@ def test_adam_update_is_one_kernel(on, rng):
         assert_allclose(got, want.numpy(), *TOL[F32])
 
 
+def gpu(graph):
+    """`graph` compiled for a target where a kernel launch costs (dlc/compiler.py LAUNCHES):
+    the only one where small independent kernels merge."""
+    graph.meta["launches"] = "costly"
+    return graph
+
+
 def test_two_small_chains_merge_horizontally(on, rng):
     graph = dlc.parse(TWO_CHAINS)
-    fused = fuse(graph)
+    fused = fuse(gpu(graph))
     assert str(fused) == TWO_CHAINS_FUSED
     (record,) = [r for r in fused.meta["fusion_log"].fused() if r.reason == "horizontal"]
     assert (record.producer, record.consumer) == (1, 3)
     assert "both small (32 elements)" in record.detail
     assert_same(graph, fused, random_args(graph, rng))
+
+
+def test_small_chains_stay_apart_where_launches_are_cheap(on):
+    """On a CPU target a small kernel is a plain call: merging the chains buys nothing."""
+    fused = fuse(dlc.parse(TWO_CHAINS))
+    assert not [r for r in fused.meta["fusion_log"].fused() if r.reason == "horizontal"]
+    assert kernel_count(fused.nodes) == 2
 
 
 def test_fuse_is_idempotent_with_several_outputs(on):
@@ -223,7 +237,7 @@ def test_groups_far_apart_stay_apart(on, gap, merged):
         for _ in range(gap):  # unrelated work between the two small kernels
             z = b.emit("permute", (z,), {"perm": (1, 0)})
         c = b.emit("tanh", (y,), {})
-    fused = fuse(b.finish([a, c, z]))
+    fused = fuse(gpu(b.finish([a, c, z])))
     assert any(r.reason == "horizontal" for r in fused.meta["fusion_log"].fused()) == merged
     assert kernel_count(fused.nodes) == gap + (1 if merged else 2)
 
@@ -232,7 +246,7 @@ def test_at_most_eight_outputs_per_kernel(on, rng):
     with Builder("many") as b:
         xs = [b.add_input(f"x{i}", T(4, 4)) for i in range(12)]
         outs = [b.emit("neg", (b.emit("exp", (x,), {}),), {}) for x in xs]
-    graph = b.finish(outs)
+    graph = gpu(b.finish(outs))
     fused = fuse(graph)
     assert sorted(len(n.body.outputs) for n in fused_nodes(fused)) == [4, MAX_OUTPUTS]
     assert_same(graph, fused, random_args(graph, rng))

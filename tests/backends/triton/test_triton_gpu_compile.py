@@ -5,17 +5,14 @@ interpreter (power-of-two blocks, i1 masks, pointer and mask shapes, dot operand
 so every kind of kernel the backend generates is compiled once: GEMM epilogues of an MLP,
 row kernels (one block and looped), argmax, index checks with the error buffer,
 scatter_add's atomics, pools, 3-D batched tiles, and bfloat16 mixed precision. It runs in a
-subprocess: this test process imported triton with TRITON_INTERPRET=1, which makes
-triton's own helpers interpreted for good."""
-import os
-import subprocess
-import sys
+subprocess (gpu_check.run_compiling): this test process imported triton with
+TRITON_INTERPRET=1, which makes triton's own helpers interpreted for good."""
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from backends.triton.gpu_check import compile_for_gpu
+from backends.triton.gpu_check import compile_for_gpu, run_compiling
 from dlc.errors import DlcError
 from tests.passes.fusion_models import example_files, example_graph
 
@@ -57,10 +54,7 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_every_kernel_kind_compiles_for_sm90(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env.update(PYTHONPATH=str(ROOT), DLC_CACHE_DIR=str(tmp_path))
-    run = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=600)
+    run = run_compiling(SCRIPT, tmp_path, cwd=ROOT)
     assert run.returncode == 0, run.stderr[-4000:]
     lines = dict(line.split(" ", 1) for line in run.stdout.splitlines())
     assert len(lines["mlp"].split()) >= 3
@@ -91,10 +85,7 @@ def test_scalar_operand_kernels_compile_for_sm90(tmp_path):
     """The 0-d operand cases of test_triton_scalars.py (nested selects in max/min, pow's
     broadcast, `!= 0` in the logical ops) and a training step with a warmup_cosine
     schedule compile for the GPU too, not only in the interpreter."""
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env.update(PYTHONPATH=str(ROOT), DLC_CACHE_DIR=str(tmp_path))
-    run = subprocess.run([sys.executable, "-c", SCALARS_SCRIPT], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=600)
+    run = run_compiling(SCALARS_SCRIPT, tmp_path, cwd=ROOT)
     assert run.returncode == 0, run.stderr[-4000:]
     assert int(run.stdout.split()[-1]) >= 10
 
