@@ -161,7 +161,12 @@ def emit_kernel(module: ir.Module, k: Kernel, bufs: list[Buffer]) -> ir.Function
         custom(m, ev, err, lo, hi, tid, exit_block)
     else:
         lanes, width = vector_shape(k)
-        KernelGen(m, ev, err, exit_block, lanes, width).stmts(k.body, lo, hi)
+        gen = KernelGen(m, ev, err, exit_block, lanes, width)
+        gen.stmts(k.body, lo, hi)
+        if gen.streamed:  # non-temporal stores are ordered before the kernel returns
+            fence = ir.IRBuilder(exit_block)
+            fence.position_before(exit_block.terminator)
+            IR(module, fence).intrinsic("x86.sse.sfence", VOID, [], overload=[])
     if b.block.terminator is None:
         b.branch(exit_block)
     return fn

@@ -12,7 +12,7 @@ import llvmlite.ir as ir
 
 from dlc.errors import DlcError
 from backends.llvm.exprgen import Eval, cast
-from backends.llvm.irutil import I1, I32, I64, IR, ITEMSIZE, SCALAR, VOID, lanes_of, with_lanes
+from backends.llvm.irutil import I1, I32, I64, IR, ITEMSIZE, SCALAR, lanes_of, with_lanes
 from backends.llvm.loops import Check, Let, Loop, Reduce, Store, affine, loads, stride_along
 
 ERR_SLOTS = 8  # err[0] = code, err[1..] = details; err[ERR_SLOTS - 1] = the kernel index
@@ -119,6 +119,7 @@ class KernelGen:
         self.m, self.b, self.ev = m, m.b, ev
         self.err, self.exit_block = err, exit_block
         self.lanes, self.width = lanes, width
+        self.streamed = False  # whether some loop made non-temporal stores
 
     # -- statements -------------------------------------------------------------------------
     def stmts(self, body: list, lo=None, hi=None) -> None:
@@ -177,7 +178,8 @@ class KernelGen:
 
     def _stream(self, s: Loop, store: Store, start, stop):
         """Elements up to the first 64-byte aligned one, then whole steps of `lanes` with
-        aligned non-temporal stores and a store fence; returns where the rest starts."""
+        aligned non-temporal stores; returns where the rest starts. The store fence that
+        orders them before whatever reads the output comes once, as the kernel returns."""
         b, m = self.b, self.m
         size = ITEMSIZE[store.buf.dtype]
         self.ev.push()
@@ -194,7 +196,7 @@ class KernelGen:
         store.nontemporal = True
         self._serial(s, aligned, end, self.lanes)
         store.nontemporal = False
-        m.intrinsic("x86.sse.sfence", VOID, [], overload=[])
+        self.streamed = True  # one store fence as the kernel returns (emit_kernel)
         return end
 
     def _chunk(self, s: Loop, offset: int, lanes: int) -> None:
