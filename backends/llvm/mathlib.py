@@ -29,7 +29,8 @@ import llvmlite.ir as ir
 import numpy as np
 
 from backends.llvm import mathcoeffs as K
-from backends.llvm.irutil import F64, IR, element_of, int_type_like, lanes_of, with_lanes
+from backends.llvm.irutil import (F64, I32, IR, SCALAR, element_of, int_type_like, lanes_of,
+                                  with_lanes)
 
 # Per dtype: (mantissa bits, exponent bias, smallest normal)
 FORMAT = {"float32": (23, 127, 2.0 ** -126), "float64": (52, 1023, 2.0 ** -1022)}
@@ -120,6 +121,52 @@ def scale2(m: IR, p, n, dtype: str):
     return m.b.fmul(m.b.fmul(p, _pow2(m, half, dtype)), _pow2(m, m.b.fsub(n, half), dtype))
 
 
+# vscalef on one 512-bit register: (name, lanes, mask bits)
+SCALEF = {"float32": ("llvm.x86.avx512.mask.scalef.ps.512", 16, 16),
+          "float64": ("llvm.x86.avx512.mask.scalef.pd.512", 8, 8)}
+CURRENT_ROUNDING = 4
+
+
+def _scalef(m: IR, p, n, dtype: str):
+    """p * 2^n for an integral float n, by AVX-512's vscalef on whole registers (a
+    narrower value is widened, a wider one split): n needs no conversion to an integer,
+    and a NaN in p or n gives NaN."""
+    b = m.b
+    name, width, bits = SCALEF[dtype]
+    vt = ir.VectorType(SCALAR[dtype], width)
+    fn = m.module.globals.get(name) or ir.Function(
+        m.module, ir.FunctionType(vt, [vt, vt, vt, ir.IntType(bits), I32]), name)
+    lanes = lanes_of(p.type)
+    scalar = not isinstance(p.type, ir.VectorType)
+    undef = ir.Constant(vt, ir.Undefined)
+    if lanes <= width:
+        def widen(v):
+            if scalar:
+                return b.insert_element(undef, v, I32(0))
+            return b.shuffle_vector(v, v, _mask(list(range(lanes)) + [0] * (width - lanes)))
+        out = b.call(fn, [widen(p), widen(n), undef, ir.Constant(ir.IntType(bits), -1),
+                          I32(CURRENT_ROUNDING)])
+        if scalar:
+            return b.extract_element(out, I32(0))
+        return out if lanes == width else b.shuffle_vector(out, out, _mask(range(lanes)))
+    parts = []
+    for c in range(lanes // width):
+        pick = _mask(range(c * width, (c + 1) * width))
+        parts.append(b.call(fn, [b.shuffle_vector(p, p, pick), b.shuffle_vector(n, n, pick),
+                                 undef, ir.Constant(ir.IntType(bits), -1),
+                                 I32(CURRENT_ROUNDING)]))
+    while len(parts) > 1:  # concatenate pairwise back to `lanes`
+        size = lanes_of(parts[0].type)
+        parts = [b.shuffle_vector(parts[i], parts[i + 1], _mask(range(2 * size)))
+                 for i in range(0, len(parts), 2)]
+    return parts[0]
+
+
+def _mask(indices) -> ir.Constant:
+    indices = list(indices)
+    return ir.Constant(ir.VectorType(I32, len(indices)), indices)
+
+
 def exp(m: IR, x, low: bool = True, high: bool = True, nan: bool = True):
     """e^x. Callers that know their argument can skip special-case work: `low`/`high`
     clamp x (needed unless x is bounded: the exponent must fit an int), `nan` makes NaN
@@ -132,9 +179,20 @@ def exp(m: IR, x, low: bool = True, high: bool = True, nan: bool = True):
     if high:
         xs = m.select(m.b.fcmp_ordered(">", xs, m.like(xs, hi)), m.like(xs, hi), xs)
     n, r = _reduce_ln2(m, xs, dtype)
+    if m.has_avx512 and _lanes_fit(x, dtype):
+        # the clamps keep a NaN (fcmp_ordered is false for it), and so do the reduction,
+        # the polynomial and vscalef: NaN in, NaN out with no select
+        return _scalef(m, m.poly(r, EXP_POLY[dtype]), n, dtype)
     out = scale2(m, m.poly(r, EXP_POLY[dtype]), n, dtype)
     # NaN lanes computed garbage (their n is undefined): NaN in, NaN out
     return m.select(m.isnan(x), x, out) if nan else out
+
+
+def _lanes_fit(x, dtype: str) -> bool:
+    """Whether x's lanes are one, or split evenly into 512-bit registers, or fit one."""
+    lanes = lanes_of(x.type)
+    width = SCALEF[dtype][1]
+    return lanes <= width or lanes % width == 0 and (lanes // width) & (lanes // width - 1) == 0
 
 
 def expm1_core(m: IR, x):
