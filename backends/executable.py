@@ -56,6 +56,9 @@ class Executable:
 
     @staticmethod
     def _check(v, array, what: str) -> np.ndarray:
+        if type(array) is np.ndarray and array.shape == v.type.shape and \
+                array.dtype == v.type.dtype:
+            return array  # the common case, decided without the checks below
         if np.isscalar(array) or isinstance(array, (bool, int, float)):
             array = np.asarray(array, dtype=v.type.dtype)
         if not isinstance(array, np.ndarray):

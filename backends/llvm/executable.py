@@ -63,6 +63,15 @@ class LLVMExecutable(Executable):
         self._spares: dict[int, np.ndarray] = {}
         # the arrays outputs were last returned in (reused once the caller drops them)
         self._returned: dict[int, np.ndarray] = {}
+        # per call, decided once: the outputs the code computes (with the param it updates
+        # in place, if any), those returned in arrays of their own, whether any is a copy
+        sources = program.output_sources
+        self._computed = [(j, program.inplace.get(j)) for j, (kind, _) in sources.items()
+                          if kind == "node"]
+        self._fresh = [j for j, updated in self._computed
+                       if updated is None and j not in graph.aliases]
+        self._copied = any(kind != "node" for kind, _ in sources.values())
+        self._seen_out = [(None, 0)] * len(graph.outputs)
 
     # -- calling ----------------------------------------------------------------------------
     def __call__(self, *args, out: np.ndarray | Sequence[np.ndarray] | None = None):
@@ -105,11 +114,9 @@ class LLVMExecutable(Executable):
             self._params[k] = self._slot(self._seen_param, k, inputs[pos])
         results: list = [None] * len(self._out_types)
         override = self._out_override or {}
-        for j, (kind, _) in prog.output_sources.items():
-            if kind != "node":
-                continue
-            if j in prog.inplace:
-                results[j] = self.state[prog.inplace[j]]
+        for j, updated in self._computed:
+            if updated is not None:
+                results[j] = self.state[updated]
             else:
                 shape, dtype = self._out_types[j]
                 results[j] = override.get(j)
@@ -119,7 +126,7 @@ class LLVMExecutable(Executable):
                     results[j] = self._unclaimed(j)
                 if results[j] is None:
                     results[j] = np.empty(shape, dtype=dtype)
-            self._outputs[j] = _address(results[j])
+            self._outputs[j] = self._slot(self._seen_out, j, results[j])
         status = self._entry(*self._pointers)
         if status != 0:
             err = self._err.copy()
@@ -132,11 +139,11 @@ class LLVMExecutable(Executable):
             return results
         if status != 0:
             raise self._error(status, err)
-        self._fill_copies(results, inputs)
+        if self._copied or override:
+            self._fill_copies(results, inputs)
         self._recycle(results)
-        for j, (kind, _) in prog.output_sources.items():
-            if kind == "node" and j not in prog.inplace and j not in self.graph.aliases \
-                    and j not in override:
+        for j in self._fresh:
+            if j not in override:
                 self._returned[j] = results[j]
         return results
 
@@ -145,8 +152,11 @@ class LLVMExecutable(Executable):
         (no reference but ours: not the array, nor a view of it). Reusing it spares the
         allocation, and for large outputs the page faults of fresh memory on every call."""
         a = self._returned.pop(j, None)
-        # references: `a` here and getrefcount's argument
-        return a if a is not None and sys.getrefcount(a) <= 2 else None
+        if a is None:
+            return None
+        # references: `a` here, getrefcount's argument, and the address cache's
+        ours = 3 if self._seen_out[j][0] is a else 2
+        return a if sys.getrefcount(a) <= ours else None
 
     @staticmethod
     def _slot(seen: list, k: int, a: np.ndarray) -> int:
