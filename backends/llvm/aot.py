@@ -18,6 +18,8 @@ layout and the header API.
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import json
 import os
 import re
@@ -36,8 +38,9 @@ from backends.llvm.aot_abi import (ABI_VERSION, ALIGNMENT, BundleError, Layout,
                                    weights_symbol)
 from backends.llvm.aot_header import header_text
 from backends.llvm.cache import sha256
+from backends.llvm.irutil import for_other_cpu
 from backends.llvm.jit import default_threads, optimized_module
-from backends.llvm.target import Target, aot_target_machine, resolve_target
+from backends.llvm.target import Target, aot_target_machine, host_target, resolve_target
 
 BUNDLE_FORMAT = 1
 MANIFEST = "manifest.json"
@@ -82,7 +85,8 @@ def write_bundle(graph: Graph, directory: str | os.PathLike, *, name: str | None
     weights = _weights(graph, params or {})
     program = lower_program(graph, threads)
     layout = layout_of(graph, program, name)
-    module = build_module(program.spec)
+    with nullcontext() if target == host_target() else for_other_cpu():
+        module = build_module(program.spec)
     add_c_interface(module, layout, embed_weights)
     obj, openmp = _object_code(str(module), layout, target, weights if embed_weights else None)
     out = Path(directory)

@@ -6,6 +6,7 @@ counted loops every kernel is made of.
 """
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -71,6 +72,19 @@ def host_has(feature: str) -> bool:
 
 
 _FEATURES: dict = {}
+_TARGET = threading.local()  # code generation for another CPU (AOT --target-cpu) is on
+
+
+@contextmanager
+def for_other_cpu() -> Iterator[None]:
+    """Generate code for a CPU other than this one: no host-only instructions (AVX-512
+    intrinsics), only what LLVM lowers for any x86-64."""
+    before = getattr(_TARGET, "other", False)
+    _TARGET.other = True
+    try:
+        yield
+    finally:
+        _TARGET.other = before
 
 
 class IR:
@@ -81,8 +95,8 @@ class IR:
 
     @property
     def has_avx512(self) -> bool:
-        """Whether the host has AVX-512F (vscalef, 16-float vectors)."""
-        return host_has("avx512f")
+        """Whether the code is for this machine and it has AVX-512F (vscalef)."""
+        return host_has("avx512f") and not getattr(_TARGET, "other", False)
 
     # -- constants ------------------------------------------------------------------------
     def const(self, t: ir.Type, value) -> ir.Constant:

@@ -326,3 +326,22 @@ def test_generic_x86_64_target(tmp_path, rng):
 def test_bundle_flags_need_an_output_folder(capsys):
     assert cli.main(["compile", str(MLP_FILE), "--embed-weights"]) == 2
     assert "only apply to bundles: add -o DIR" in capsys.readouterr().err
+
+
+def test_exp_for_another_cpu(tmp_path, rng):
+    """exp (softmax, sigmoid) compiles for a CPU without AVX-512 (no host-only
+    instructions in the bundle) and its library agrees with torch here."""
+    model_file = tmp_path / "soft.py"
+    model_file.write_text(
+        "import dlc\nfrom dlc import nn\n\n"
+        "def soft(x):\n"
+        "    return nn.functional.softmax(x, dim=-1) + nn.functional.sigmoid(x)\n\n"
+        "def main_model():\n"
+        "    return soft, [dlc.TensorSpec((5, 70))]\n")
+    out = tmp_path / "bundle"
+    assert cli.main(["compile", str(model_file), "-o", str(out), "--target-cpu",
+                     "haswell", "--threads", "1"]) == 0
+    x = rng.standard_normal((5, 70)).astype(np.float32) * 20
+    x[0, :3] = [-np.inf, 95.0, -95.0]  # exp past its range on both sides
+    t = torch.from_numpy(x)
+    close(dlc.load(out)(x), (torch.softmax(t, -1) + torch.sigmoid(t)).numpy())
