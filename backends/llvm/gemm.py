@@ -179,10 +179,10 @@ def _emit(g: Gemm, p: dict, scratch: Buffer, m: IR, ev, lo, hi, tid) -> None:
 
 def _direct_a(g: Gemm) -> bool:
     """A is read in place when it is a load that is contiguous along k (a row-major
-    matrix, a convolution weight): the micro-kernel walks its MR rows directly, and
-    packing it would only copy it."""
-    return isinstance(g.a, Load) and affine(g.a.index) is not None and \
-        stride_along(g.a.index, g.kvar) == 1
+    matrix, a convolution weight, or rows gathered by a permute, as attention's heads
+    are): the micro-kernel walks its MR rows directly from a pointer per row, and packing
+    it would only copy it."""
+    return isinstance(g.a, Load) and stride_along(g.a.index, g.kvar) == 1
 
 
 def _a_rows(g: Gemm, p: dict, m: IR, ev, i0) -> list:
