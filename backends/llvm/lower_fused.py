@@ -16,7 +16,7 @@ from dlc.ops.registry import CONTRACTION, REDUCTION
 from backends.llvm.exprgen import MATH_OPS
 from backends.llvm.loops import (Const, Kernel, Let, Load, Loop, Op, Reduce, Ref, Store, Var,
                                  contains, flat_index, fresh, has_op, nest, replace,
-                                 walk_stmts)
+                                 walk_exprs, walk_stmts)
 from backends.llvm.lower import KERNELS, POINTWISE, Lowering
 from backends.llvm.lower_reduction import reduce_element
 from backends.llvm.schedule import finish_nest, index_vars, pointwise_kernel
@@ -156,6 +156,7 @@ def _row_kernel(lw: Lowering, node: Node, views: list, out, name: str) -> Kernel
                 env[n] = POINTWISE[n.op.name](n, [env[v] for v in n.inputs])
         result = env[body.outputs[0]]
         tail = _row_output(result, out, out_shape, domain, axes, kidx, rnames, full_output)
+    _relax_softmax_max(stmts, tail)
     if full_output:
         _stash(lw, stmts, tail, out, views)
         tail = hoist_row_constants(tail)
@@ -206,6 +207,45 @@ def hoist_row_constants(tail: list) -> list:
 
     body = rewrite(tail)
     return lets + body
+
+
+def _relax_softmax_max(stmts: list, tail: list) -> None:
+    """A row max read only as the shift of exp(x - max) inside a row sum the output reads
+    (softmax, log_softmax): a NaN in x makes that sum, hence every output of the row, NaN
+    whatever the max is, so the max needs no NaN bookkeeping (one vmaxps per vector, not
+    four instructions)."""
+    lets = {s.name: s for s in stmts if isinstance(s, Let)}
+    sums = [s for s in stmts if isinstance(s, Reduce) and s.op == "sum"]
+    out_exprs = [e for st in walk_stmts(tail) if isinstance(st, Store)
+                 for e in walk_exprs(st.value)]
+    for red in [s for s in stmts if isinstance(s, Reduce) and s.op == "max"
+                and s.dtype.startswith("float") and s.stash is None]:
+        row = next((let for let in lets.values() if let.value is Ref(red.name, red.dtype)),
+                   None)
+        if row is None:
+            continue
+        ref = Ref(row.name, red.dtype)
+        shift = Op("sub", (red.value, ref), red.dtype)
+        uses = [e for st in stmts + tail for e in _stmt_exprs_deep(st)
+                if isinstance(e, Op) and ref in e.args]
+        if not uses or any(e is not shift for e in uses):
+            continue
+        exp_shift = Op("exp", (shift,), red.dtype)
+        feeding = [s for s in sums if contains(s.value, exp_shift)]
+        if any(Ref(s.name, s.dtype) in out_exprs or any(
+                isinstance(e, Ref) and e.name in lets and contains(lets[e.name].value,
+                                                                   Ref(s.name, s.dtype))
+                for e in out_exprs) for s in feeding):
+            red.op = "max_nan_free"
+
+
+def _stmt_exprs_deep(st) -> list:
+    from backends.llvm.loops import stmt_exprs
+    found = []
+    for s in walk_stmts([st]):
+        for e in stmt_exprs(s):
+            found.extend(walk_exprs(e))
+    return found
 
 
 def _stash(lw: Lowering, stmts: list, tail: list, out, views: list) -> None:

@@ -25,7 +25,7 @@ IDENTITY = {"sum": 0, "prod": 1}
 def identity(op: str, dtype: str):
     if op in IDENTITY:
         return IDENTITY[op]
-    big = op in ("max",)
+    big = op in ("max", "max_nan_free")
     if dtype.startswith("float"):
         return -float("inf") if big else float("inf")
     if dtype == "bool":
@@ -41,6 +41,8 @@ def combine(m: IR, op: str, dtype: str, acc, x):
         return b.fadd(acc, x) if f else b.add(acc, x)
     if op == "prod":
         return b.fmul(acc, x) if f else b.mul(acc, x)
+    if op == "max_nan_free":  # a max whose NaN handling does not matter (softmax's shift)
+        return m.intrinsic("maxnum", acc.type, [acc, x])
     if op in ("max", "min"):
         if f:
             return m.fmax_nan(acc, x) if op == "max" else m.fmin_nan(acc, x)
