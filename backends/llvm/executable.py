@@ -29,6 +29,15 @@ def _address(a: np.ndarray) -> int:
     return a.__array_interface__["data"][0]
 
 
+def aligned_empty(shape: tuple, dtype: str) -> np.ndarray:
+    """An uninitialized array whose data starts on a 64-byte boundary (numpy only promises
+    16): rows of whole cache lines stay whole, so streamed stores never split a line."""
+    nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    raw = np.empty(nbytes + 64, dtype=np.uint8)
+    start = (-_address(raw)) % 64
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
 class LLVMExecutable(Executable):
     backend = "llvm"
 
@@ -125,7 +134,7 @@ class LLVMExecutable(Executable):
                 if results[j] is None:
                     results[j] = self._unclaimed(j)
                 if results[j] is None:
-                    results[j] = np.empty(shape, dtype=dtype)
+                    results[j] = aligned_empty(shape, dtype)
             self._outputs[j] = self._slot(self._seen_out, j, results[j])
         status = self._entry(*self._pointers)
         if status != 0:
@@ -156,7 +165,12 @@ class LLVMExecutable(Executable):
             return None
         # references: `a` here, getrefcount's argument, and the address cache's
         ours = 3 if self._seen_out[j][0] is a else 2
-        return a if sys.getrefcount(a) <= ours else None
+        if sys.getrefcount(a) > ours:
+            return None
+        # a view the caller kept refers to the memory's owner (numpy collapses bases); the
+        # owner's references here: `a`'s base, `owner`, getrefcount's argument
+        owner = a.base
+        return a if owner is None or sys.getrefcount(owner) <= 3 else None
 
     @staticmethod
     def _slot(seen: list, k: int, a: np.ndarray) -> int:
