@@ -177,26 +177,44 @@ def _runtime_function(module: ir.Module, name: str, ret, args) -> ir.Function:
     return fn if fn is not None else ir.Function(module, ir.FunctionType(ret, args), name)
 
 
+# A parallel kernel's range is dealt out in pieces, about this many per thread, each taken
+# by whichever thread is free: on a shared machine a thread that loses its core for a while
+# then holds up the call by one piece, not by half the work.
+PIECES_PER_THREAD = 4
+
+
 def emit_omp_wrapper(module: ir.Module, k: Kernel, kernel_fn: ir.Function,
                      nbufs: int) -> ir.Function:
-    """NAME.omp(ctx): this thread's share [lo, hi) of the range, then NAME(...)."""
+    """NAME.omp(ctx): take pieces [lo, hi) of the range from the shared counter in ctx (an
+    atomic add) and run NAME on each, until the range is done."""
     fn = ir.Function(module, ir.FunctionType(VOID, [PTR]), k.name + ".omp")
     fn.linkage = "internal"
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     ctx = fn.args[0]
     slots = [b.load(b.gep(ctx, [I64(i)], source_etype=PTR), typ=PTR) for i in range(nbufs + 2)]
+    counter = b.gep(ctx, [I64(nbufs + 2)], source_etype=PTR)
     total = b.ptrtoint(slots[-1], I64)
     tid = b.sext(b.call(_runtime_function(module, "omp_get_thread_num", I32, []), []), I64)
     nt = b.sext(b.call(_runtime_function(module, "omp_get_num_threads", I32, []), []), I64)
     g = I64(grain(k))
-    chunks = b.sdiv(b.add(total, b.sub(g, I64(1))), g)
-
-    def bound(t):
-        v = b.mul(b.sdiv(b.mul(chunks, t), nt), g)
-        return b.select(b.icmp_signed("<", v, total), v, total)
-
-    lo, hi = bound(tid), bound(b.add(tid, I64(1)))
+    # a piece: total / (threads * PIECES_PER_THREAD), rounded up to whole grains
+    share = b.sdiv(b.add(total, b.sub(b.mul(nt, I64(PIECES_PER_THREAD)), I64(1))),
+                   b.mul(nt, I64(PIECES_PER_THREAD)))
+    piece = b.mul(b.sdiv(b.add(share, b.sub(g, I64(1))), g), g)
+    piece = b.select(b.icmp_signed("<", piece, g), g, piece)
+    loop = fn.append_basic_block("take")
+    work = fn.append_basic_block("run")
+    done = fn.append_basic_block("done")
+    b.branch(loop)
+    b.position_at_end(loop)
+    lo = b.atomic_rmw("add", counter, piece, "monotonic")
+    b.cbranch(b.icmp_signed("<", lo, total), work, done)
+    b.position_at_end(work)
+    hi = b.add(lo, piece)
+    hi = b.select(b.icmp_signed("<", hi, total), hi, total)
     b.call(kernel_fn, slots[:nbufs] + [slots[nbufs], lo, hi, tid])
+    b.branch(loop)
+    b.position_at_end(done)
     b.ret_void()
     return fn
 
@@ -247,7 +265,7 @@ def emit_entry(module: ir.Module, spec: ProgramSpec, fns: list,
         return v
 
     gomp = _runtime_function(module, "GOMP_parallel", VOID, [PTR, PTR, I32, I32])
-    width = max((len(bufs) for _, _, bufs in fns), default=0) + 2
+    width = max((len(bufs) for _, _, bufs in fns), default=0) + 3
     ctx = m.stack_array(PTR, width, name="ctx")
     counters = profile_counters(module, len(spec.kernels)) if profile else None
     for index, (k, (kernel_fn, wrapper, bufs)) in enumerate(zip(spec.kernels, fns)):
@@ -259,6 +277,8 @@ def emit_entry(module: ir.Module, spec: ProgramSpec, fns: list,
         if wrapper is not None:
             for i, a in enumerate(args + [err, b.inttoptr(I64(extent), PTR)]):
                 b.store(a, b.gep(ctx, [I64(i)], source_etype=PTR))
+            # the counter the threads take pieces from (emit_omp_wrapper)
+            b.store(I64(0), b.gep(ctx, [I64(len(args) + 2)], source_etype=PTR))
             b.call(gomp, [wrapper, ctx, I32(spec.threads), I32(0)])
         else:
             b.call(kernel_fn, args + [err, I64(0), I64(extent or 0), I64(0)])
