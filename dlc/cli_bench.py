@@ -115,6 +115,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if unknown:
         raise UsageError(f"unknown backend(s) {', '.join(unknown)}; available: "
                          f"{', '.join(sorted(BACKENDS))}")
+    if args.profile and "llvm" not in backends:
+        raise UsageError("--profile times the kernels of the llvm backend: add "
+                         "--backends llvm")
     peers = []
     for p in (p for p in args.peers.split(",") if p):
         why = peer_mod.missing(p)

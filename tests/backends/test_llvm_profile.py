@@ -54,3 +54,12 @@ def test_bench_profile_prints_the_kernels():
     assert done.returncode == 0, done.stderr
     assert "timed in the call" in done.stdout
     assert "fused0_matmul_add_relu" in done.stdout
+
+
+def test_bench_profile_without_llvm_says_what_to_add():
+    done = subprocess.run([sys.executable, "-m", "dlc", "bench", f"{SUITE}:mlp", "--profile",
+                           "--tiny", "--no-floors"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 2
+    assert "--profile times the kernels of the llvm backend: add --backends llvm" in \
+        done.stderr
