@@ -23,7 +23,7 @@ import llvmlite.ir as ir
 import numpy as np
 
 from backends.llvm.gemm import (ACC, VECTOR_BYTES, Gemm, _bind_batch, _min, _store_edge,
-                                rank1_update)
+                                rank1_update, tile_loop_head)
 from backends.llvm.irutil import I1, I32, I64, IR, ITEMSIZE, SCALAR
 from backends.llvm.loops import Buffer, Kernel, Let, Load, Store, Var
 
@@ -194,17 +194,7 @@ def _micro(c: RowConv, mr, nrv, width, K, m: IR, ev, x_base, w_base, starts, i0,
     lanes = m.iota(I64, width)
     ptrs = ev.ptrs
     w_rows = [b.mul(_min(b, b.add(i0, I64(r)), I64(c.cog - 1)), I64(K)) for r in range(mr)]
-    pre = b.block
-    head = b.append_basic_block("rc.head")
-    done = b.append_basic_block("rc.done")
-    b.branch(head)
-    b.position_at_end(head)
-    k = b.phi(I64, name="k")
-    k.add_incoming(I64(0), pre)
-    accs = [[b.phi(vt) for _ in range(nrv)] for _ in range(mr)]
-    for row in accs:
-        for acc in row:
-            acc.add_incoming(zero, pre)
+    k, accs, head, done = tile_loop_head(m, vt, mr, nrv, K, "rc", may_skip=False)  # K >= 1
 
     def table(buf: Buffer):
         v = b.load(b.gep(ptrs[buf], [k], source_etype=I32), typ=I32)

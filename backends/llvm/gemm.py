@@ -351,16 +351,7 @@ def _micro(g: Gemm, p: dict, m: IR, ev, rows: list, bp, i0, j0, tile) -> None:
     vt = ir.VectorType(t, width)
     zero = m.const(vt, 0.0)
     pre = b.block
-    head = b.append_basic_block("mk.head")
-    done = b.append_basic_block("mk.done")
-    b.cbranch(b.icmp_signed("<", I64(0), I64(g.K)), head, done)
-    b.position_at_end(head)
-    k = b.phi(I64, name="k")
-    k.add_incoming(I64(0), pre)
-    accs = [[b.phi(vt) for _ in range(nrv)] for _ in range(mr)]
-    for row in accs:
-        for a in row:
-            a.add_incoming(zero, pre)
+    k, accs, head, done = tile_loop_head(m, vt, mr, nrv, g.K, "mk")
     bvec = [b.load(b.gep(bp, [b.add(b.mul(k, I64(nr)), I64(v * width))], source_etype=t),
                    typ=vt, align=ITEMSIZE[g.dtype]) for v in range(nrv)]
     a_values = [b.load(b.gep(base, [b.add(b.mul(k, I64(step)), I64(offset))],
@@ -385,6 +376,30 @@ def _micro(g: Gemm, p: dict, m: IR, ev, rows: list, bp, i0, j0, tile) -> None:
             _store_full(g, p, m, ev, final, i0, j0)
         with otherwise:
             _store_edge(g, p, m, ev, final, i0, j0, tile)
+
+
+def tile_loop_head(m: IR, vt, mr: int, nrv: int, K: int, name: str, may_skip: bool = True):
+    """The head of a micro-kernel's K loop: the counter k and MR x NRV vector accumulators
+    (phis starting at zero). With `may_skip` the loop is entered only when K > 0 (`done`
+    then has the current block as a predecessor too); else always. Returns (k, accs, head,
+    done); the builder is left in the head, for the loads and rank1_update."""
+    b = m.b
+    pre = b.block
+    head = b.append_basic_block(f"{name}.head")
+    done = b.append_basic_block(f"{name}.done")
+    if may_skip:
+        b.cbranch(b.icmp_signed("<", I64(0), I64(K)), head, done)
+    else:
+        b.branch(head)
+    b.position_at_end(head)
+    k = b.phi(I64, name="k")
+    k.add_incoming(I64(0), pre)
+    zero = m.const(vt, 0.0)
+    accs = [[b.phi(vt) for _ in range(nrv)] for _ in range(mr)]
+    for row in accs:
+        for acc in row:
+            acc.add_incoming(zero, pre)
+    return k, accs, head, done
 
 
 def rank1_update(m: IR, k, K: int, accs: list, a_values: list, bvec: list, head,

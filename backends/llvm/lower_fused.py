@@ -16,7 +16,7 @@ from dlc.ops.registry import CONTRACTION, REDUCTION
 from backends.llvm.exprgen import MATH_OPS
 from backends.llvm.loops import (Const, Kernel, Let, Load, Loop, Op, Reduce, Ref, Store, Var,
                                  contains, flat_index, fresh, has_op, nest, replace,
-                                 walk_exprs, walk_stmts)
+                                 stmt_exprs, walk_exprs, walk_stmts)
 from backends.llvm.lower import KERNELS, POINTWISE, Lowering
 from backends.llvm.lower_reduction import reduce_element
 from backends.llvm.schedule import finish_nest, index_vars, pointwise_kernel
@@ -159,7 +159,6 @@ def _row_kernel(lw: Lowering, node: Node, views: list, out, name: str) -> Kernel
     _relax_softmax_max(stmts, tail)
     if full_output:
         _stash(lw, stmts, tail, out, views)
-        tail = hoist_row_constants(tail)
     inner_kept = bool(kept) and kept[-1] == len(domain) - 1 and domain[-1] > 1
     loops = [kvars[a] for a in kept if a in kvars]
     body_stmts = found + stmts + tail
@@ -171,42 +170,6 @@ def _row_kernel(lw: Lowering, node: Node, views: list, out, name: str) -> Kernel
     if not inner_kept:
         _vectorize_row_stores(nested)
     return Kernel(name, nested, can_fail=bool(found))
-
-
-def hoist_row_constants(tail: list) -> list:
-    """The output pass with its per-row float math (layer_norm's rsqrt(var + eps), a
-    softmax's 1/sum) computed once before its loops instead of once per vector: Lets of
-    the largest float subexpressions that no loop of the pass varies."""
-    loops = {s.var for s in walk_stmts(tail) if isinstance(s, Loop)}
-    lets: list = []
-    memo: dict = {}
-
-    def lift(e):
-        if id(e) in memo:
-            return memo[id(e)]
-        out = e
-        if isinstance(e, Op) and e.dtype.startswith("float") and not (e.vars & loops) \
-                and any(isinstance(a, (Op, Ref, Load)) for a in e.args):
-            name = fresh("rowc")
-            lets.append(Let(name, e))
-            out = Ref(name, e.dtype)
-        elif isinstance(e, Op):
-            out = Op(e.op, [lift(a) for a in e.args], e.dtype, e.attr)
-        memo[id(e)] = out
-        return out
-
-    def rewrite(stmts: list) -> list:
-        done = []
-        for st in stmts:
-            if isinstance(st, Loop):
-                st.body = rewrite(st.body)
-            elif isinstance(st, Store):
-                st = Store(st.buf, st.index, lift(st.value))
-            done.append(st)
-        return done
-
-    body = rewrite(tail)
-    return lets + body
 
 
 def _relax_softmax_max(stmts: list, tail: list) -> None:
@@ -240,7 +203,6 @@ def _relax_softmax_max(stmts: list, tail: list) -> None:
 
 
 def _stmt_exprs_deep(st) -> list:
-    from backends.llvm.loops import stmt_exprs
     found = []
     for s in walk_stmts([st]):
         for e in stmt_exprs(s):
