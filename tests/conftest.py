@@ -17,8 +17,10 @@ if ROOT not in sys.path:
 
 @pytest.fixture
 def rng(request):
-    """Fresh random inputs each run; the seed is printed on failure to reproduce."""
-    seed = int.from_bytes(os.urandom(4), "little")
+    """Fresh random inputs each run; the seed is printed on failure, and DLC_TEST_SEED=N
+    replays it."""
+    fixed = os.environ.get("DLC_TEST_SEED")
+    seed = int(fixed) if fixed else int.from_bytes(os.urandom(4), "little")
     request.node.user_properties.append(("seed", seed))
     print(f"rng seed {seed}")
     return np.random.default_rng(seed)

@@ -20,7 +20,7 @@ from dlc import optim
 from dlc.nn import functional as F
 from tests.ops.harness import assert_allclose
 from tests.torch_training import (assert_same_trajectory, one_blas_thread, run_dlc, run_torch,
-                                  torch_twin)
+                                  torch_oracle, torch_twin)
 
 # float32 on both sides, a few steps: differences are rounding of reordered sums
 RTOL, ATOL = 1e-5, 1e-6
@@ -128,8 +128,7 @@ def test_optimizer_matches_torch(name, rng):
     model, twin = mlp_pair()
     batches = make_batches(rng, 4)
     got = run_dlc(model, F.cross_entropy, make_dlc(), batches)
-    want = run_torch(twin, torch.nn.functional.cross_entropy, make_torch(twin.parameters()),
-                     batches, clip=clip)
+    want = torch_oracle(twin, torch.nn.functional.cross_entropy, make_torch, batches, clip=clip)
     if clip is not None and clip < 1:  # the clipping case must actually clip
         assert min(want.grad_norms) > clip
     assert_same_trajectory(got, want, RTOL, ATOL)
@@ -157,8 +156,8 @@ def test_lion_matches_the_published_algorithm(rng):
     batches = make_batches(rng, 4)
     got = run_dlc(model, F.cross_entropy, optim.Lion(1e-3, betas=(0.9, 0.99),
                                                      weight_decay=0.1), batches)
-    want = run_torch(twin, torch.nn.functional.cross_entropy,
-                     LionReference(twin.parameters(), 1e-3, (0.9, 0.99), 0.1), batches)
+    want = torch_oracle(twin, torch.nn.functional.cross_entropy,
+                        lambda p: LionReference(p, 1e-3, (0.9, 0.99), 0.1), batches)
     assert_same_trajectory(got, want, RTOL, ATOL)
 
 
@@ -205,11 +204,12 @@ def test_warmup_cosine_in_one_compiled_step_matches_torch(rng):
     batches = make_batches(rng, 9)  # past `total`: the rate stays at min_lr
     schedule = optim.warmup_cosine(lr, warmup, total, min_lr)
     got = run_dlc(model, F.cross_entropy, optim.Adam(schedule), batches)
-    opt = torch.optim.Adam(twin.parameters(), lr=lr)
     # LambdaLR's lambda sees the number of steps already taken (0 on the first)
-    factor = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda k: warmup_cosine_reference(k + 1, lr, warmup, total, min_lr) / lr)
-    want = run_torch(twin, torch.nn.functional.cross_entropy, opt, batches, scheduler=factor)
+    want = torch_oracle(twin, torch.nn.functional.cross_entropy,
+                        lambda p: torch.optim.Adam(p, lr=lr), batches,
+                        make_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(
+                            opt, lambda k: warmup_cosine_reference(k + 1, lr, warmup, total,
+                                                                   min_lr) / lr))
     assert_same_trajectory(got, want, RTOL, ATOL)
 
 
