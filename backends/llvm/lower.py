@@ -21,7 +21,7 @@ from typing import Callable
 from dlc.errors import DlcError
 from dlc.ir.graph import Graph, Input, Node, Value
 from dlc.ir.groups import is_result, kernel_of, results_of
-from dlc.ir.plan import ALIGNMENT, MemoryPlan
+from dlc.ir.plan import ALIGNMENT, MemoryPlan, reads_in_place
 from backends.llvm.codegen import Placement, ProgramSpec
 from backends.llvm.loops import Buffer, Kernel
 from backends.llvm.schedule import pointwise_kernel
@@ -288,33 +288,6 @@ def _stays_view(lw: Lowering, node: Node, outputs: dict) -> bool:
     return False
 
 
-def _contiguous_rows(view: Node) -> bool:
-    """An index map that keeps the innermost axis contiguous (a reshape of a contiguous
-    value, a unit-step slice, a permute that leaves the last axis last): its readers
-    still load whole vectors through it."""
-    name = view.op.name
-    if name in ("reshape", "broadcast_to"):
-        return True
-    if name == "slice":
-        return view.type.ndim == 0 or view.attrs["steps"][-1] == 1
-    if name == "permute":
-        perm = view.attrs["perm"]
-        return not perm or perm[-1] == len(perm) - 1
-    return False
-
-
-def _matmul_operand(reader: Node, value: Value) -> bool:
-    """Whether `reader` reads `value` only as an operand of a matmul (alone or at the head
-    of a contraction group)."""
-    if reader.body is None:
-        return reader.op.name == "matmul"
-    if reader.attrs.get("kind") != "contraction" or reader.body.nodes[0].op.name != "matmul":
-        return False
-    args = {a for a, v in zip(reader.body.inputs, reader.inputs) if v is value}
-    head = reader.body.nodes[0]
-    return all(n is head for n in reader.body.nodes if args & set(n.inputs))
-
-
 class _Lifetimes:
     """When each value is read and overwritten under the memory plan, for deciding whether
     a view may read its source later than the plan assumed (the source's last reader in
@@ -349,8 +322,7 @@ class _Lifetimes:
             if r.op.name in VIEW_OPS and r.body is None:
                 step = self.last_read(r)
             else:
-                step = self.step[id(r)] if _contiguous_rows(node) or \
-                    _matmul_operand(r, node) else None
+                step = self.step[id(r)] if reads_in_place(r, node) else None
             if step is None:
                 return None
             last = max(last, step)

@@ -11,6 +11,11 @@ it is written into the buffer of the input it aliases (a training step's paramet
 A `result` node's value (an extra output of a multi-output fused kernel) is planned like
 any other, but it is written when its fused node runs: it is live from that step on.
 
+An index map (permute, reshape, slice, broadcast_to, flip) listed in `views` has no bytes of
+its own: its readers read its source's bytes through it, so nothing is copied. Its root (the
+first value up the chain of views that is not one: a planned value or a graph input that is
+not updated in place) then lives until the last reader of any view of it.
+
 Two values may share bytes while both are live in one case only: a node that reads an
 input elementwise (an elementwise op or a "pointwise" fused group, the input of the
 output's shape) and takes that input's buffer at the input's last use (`inplace_reuse`
@@ -45,6 +50,12 @@ class MemoryPlan:
     # reporting only: naive bytes (every value its own buffer) and the peak of live bytes
     naive_bytes: int = 0
     lower_bound_bytes: int = 0
+    # positions of index maps read through their source (no offset, no bytes of their own)
+    views: list[int] = field(default_factory=list)
+
+
+# ops whose value is its input's elements rearranged: a plan may make them views
+INDEX_MAPS = frozenset({"permute", "reshape", "slice", "broadcast_to", "flip"})
 
 
 # -- shared by the planner (passes/memory), the verifier (dlc/ir/plan_check.py) and reports --
@@ -53,10 +64,58 @@ def aligned(nbytes: int, alignment: int = ALIGNMENT) -> int:
     return -(-nbytes // alignment) * alignment
 
 
-def planned_positions(graph) -> list[int]:
-    """Positions of the top-level nodes whose values live in the arena: all but outputs."""
+def keeps_rows(view) -> bool:
+    """An index map that keeps the innermost axis contiguous (a reshape, a unit-step slice,
+    a permute that leaves the last axis last, a broadcast): a kernel reading through it
+    still loads whole vectors."""
+    name = view.op.name
+    if name in ("reshape", "broadcast_to"):
+        return True
+    if name == "slice":
+        return view.type.ndim == 0 or view.attrs["steps"][-1] == 1
+    if name == "permute":
+        perm = view.attrs["perm"]
+        return not perm or perm[-1] == len(perm) - 1
+    return False
+
+
+def matmul_operand(reader, value) -> bool:
+    """Whether `reader` reads `value` only as an operand of a matmul (alone or at the head
+    of a contraction group): a GEMM packs its operands, so any strides are free there."""
+    if reader.body is None:
+        return reader.op.name == "matmul"
+    if reader.attrs.get("kind") != "contraction" or reader.body.nodes[0].op.name != "matmul":
+        return False
+    args = {a for a, v in zip(reader.body.inputs, reader.inputs) if v is value}
+    head = reader.body.nodes[0]
+    return all(n is head for n in reader.body.nodes if args & set(n.inputs))
+
+
+def reads_in_place(reader, view) -> bool:
+    """Whether a kernel reads `view` through its index map as fast as from its own buffer."""
+    return keeps_rows(view) or matmul_operand(reader, view)
+
+
+def planned_positions(graph, views: Iterable[int] = ()) -> list[int]:
+    """Positions of the top-level nodes whose values live in the arena: all but outputs
+    (and views, which live in their source's bytes)."""
     outputs = {id(v) for v in graph.outputs}
-    return [i for i, node in enumerate(graph.nodes) if id(node) not in outputs]
+    skip = set(views)
+    return [i for i, node in enumerate(graph.nodes) if id(node) not in outputs
+            and i not in skip]
+
+
+def view_roots(graph, views: Iterable[int]) -> dict[int, object]:
+    """view position -> its root: the position of the value whose bytes it reads, or the
+    graph Input. Views are index maps of one input, so each chain ends at one root."""
+    index = {id(node): pos for pos, node in enumerate(graph.nodes)}
+    chosen = set(views)
+    roots: dict[int, object] = {}
+    for pos in sorted(chosen):  # a view's source comes before it in graph.nodes
+        src = graph.nodes[pos].inputs[0]
+        at = index.get(id(src))
+        roots[pos] = src if at is None else roots.get(at, at) if at in chosen else at
+    return roots
 
 
 def execution_order(graph, plan: MemoryPlan) -> list[int]:
@@ -64,24 +123,33 @@ def execution_order(graph, plan: MemoryPlan) -> list[int]:
     return list(plan.schedule) if plan.schedule else list(range(len(graph.nodes)))
 
 
-def live_ranges(graph, order: list[int]) -> dict[int, tuple[int, int]]:
+def live_ranges(graph, order: list[int], views: Iterable[int] = ()) -> dict[int, tuple[int, int]]:
     """node position -> (step that computes it, last step that reads it), both inclusive.
 
     A value nobody reads lives only at its own step. Steps are indices into `order`. A
     `result` node's value is written by its fused node's kernel, so it is live from that
-    step on; and a result node reads nothing (it names an output of its fused node)."""
+    step on; and a result node reads nothing (it names an output of its fused node). A
+    reader of a view reads its root too: the root lives until then."""
     step = {pos: s for s, pos in enumerate(order)}
     index = {id(node): pos for pos, node in enumerate(graph.nodes)}
     writer = {pos: index[id(kernel_of(node))] for pos, node in enumerate(graph.nodes)}
     ranges = {pos: (step[writer[pos]], step[writer[pos]]) for pos in range(len(graph.nodes))}
+    roots = view_roots(graph, views)
+
+    def read(src: int, at: int) -> None:
+        first, last = ranges[src]
+        ranges[src] = (first, max(last, at))
+
     for pos, node in enumerate(graph.nodes):
         if is_result(node):
             continue
         for v in node.inputs:
             src = index.get(id(v))
             if src is not None:
-                first, last = ranges[src]
-                ranges[src] = (first, max(last, step[pos]))
+                read(src, step[pos])
+                root = roots.get(src)
+                if isinstance(root, int):
+                    read(root, step[pos])
     return ranges
 
 
@@ -106,7 +174,7 @@ def inplace_reuse(graph, plan: MemoryPlan) -> dict[int, int]:
     reader is the kernel that writes this node (its fused node, for a result node).
     Backends must not assume such an output and input are distinct."""
     order = execution_order(graph, plan)
-    ranges = live_ranges(graph, order)
+    ranges = live_ranges(graph, order, plan.views)
     index = {id(node): pos for pos, node in enumerate(graph.nodes)}
     out = {}
     for pos, node in enumerate(graph.nodes):

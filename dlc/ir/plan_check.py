@@ -9,7 +9,11 @@
   pair: a node that reads its input elementwise overwrites that input's buffer (same offset,
   same size) at the input's last step;
 - in-place updates (plan.inplace): name the alias of a node-valued output, and the node that
-  writes runs after every other reader of the old value, reading it elementwise if at all.
+  writes runs after every other reader of the old value, reading it elementwise if at all;
+- views (plan.views): index maps that are not graph outputs, with no offset; each reads,
+  down its chain of views, a planned value or a graph input no in-place update overwrites.
+  A reader of a view reads that root (its liveness counts it), and a node may not take in
+  place the bytes of a value it also reads through a view.
 
 A `result` node's value is written by its fused node's kernel (dlc/ir/groups.py
 kernel_of): it is live from that kernel's step, may take the buffer of an input of that
@@ -20,15 +24,17 @@ Violations raise VerifyError naming the rule; for parsed text, with line:col.
 from __future__ import annotations
 
 from dlc.errors import VerifyError
-from dlc.ir.graph import Graph, Node
+from dlc.ir.graph import Graph, Input, Node
 from dlc.ir.groups import kernel_of, reads_elementwise
-from dlc.ir.plan import MemoryPlan, execution_order, live_ranges, planned_positions
+from dlc.ir.plan import (INDEX_MAPS, MemoryPlan, execution_order, live_ranges,
+                         planned_positions, view_roots)
 from dlc.ir.verify import SOURCE_KEY, SourceMap, positioned_error
 
 
 class _Checker:
     def __init__(self, graph: Graph, plan: MemoryPlan):
         self.graph, self.plan = graph, plan
+        self.roots: dict[int, object] = {}
 
     def fail(self, message: str, rule: str, node: Node | None = None,
              inplace: int | None = None) -> VerifyError:
@@ -117,11 +123,49 @@ class _Checker:
             active.append(b)
 
     def in_place(self, a: int, b: int, ranges) -> bool:
-        """b overwrites a in place: same bytes, a dies at b's step, b reads a elementwise."""
+        """b overwrites a in place: same bytes, a dies at b's step, b reads a elementwise
+        (and not also through a view)."""
         nodes, offs = self.graph.nodes, self.plan.offsets
+        kernel = kernel_of(nodes[b])
+        index = {id(n): pos for pos, n in enumerate(nodes)}
+        viewed = {self.roots[index[id(v)]] for v in kernel.inputs
+                  if index.get(id(v)) in self.roots}
         return (offs[a] == offs[b] and nodes[a].type.nbytes == nodes[b].type.nbytes
-                and ranges[a][1] == ranges[b][0] and nodes[a] in kernel_of(nodes[b]).inputs
-                and reads_elementwise(nodes[b], nodes[a]))
+                and ranges[a][1] == ranges[b][0] and nodes[a] in kernel.inputs
+                and reads_elementwise(nodes[b], nodes[a]) and a not in viewed)
+
+    def views(self) -> None:
+        """Every view is an index map, not an output, without an offset, rooted in bytes
+        that stay: a planned value or an input that is not updated in place."""
+        nodes = self.graph.nodes
+        outputs = {id(v) for v in self.graph.outputs}
+        updated = set(self.plan.inplace.values())
+        for pos in self.plan.views:
+            if not isinstance(pos, int) or not 0 <= pos < len(nodes):
+                raise self.fail(f"a view at node position {pos}, which does not exist",
+                                "views name index maps")
+            node = nodes[pos]
+            if node.op.name not in INDEX_MAPS or node.body is not None:
+                raise self.fail(f"{self.name(pos)} is planned as a view, but only an index "
+                                f"map ({', '.join(sorted(INDEX_MAPS))}) reads its input's bytes "
+                                f"in place", "views name index maps", node)
+            if id(node) in outputs:
+                raise self.fail(f"{self.name(pos)} is a graph output, which gets its own "
+                                f"array, yet is planned as a view", "outputs are not views",
+                                node)
+            if pos in self.plan.offsets:
+                raise self.fail(f"{self.name(pos)} is a view and has an offset too",
+                                "a view has no bytes of its own", node)
+        self.roots = view_roots(self.graph, self.plan.views)
+        for pos, root in self.roots.items():
+            if isinstance(root, Input):
+                if root.name in updated:
+                    raise self.fail(f"{self.name(pos)} is a view of %{root.name}, which an "
+                                    f"in-place update overwrites", "a view's bytes stay",
+                                    nodes[pos])
+            elif id(nodes[root]) in outputs:
+                raise self.fail(f"{self.name(pos)} is a view of the graph output "
+                                f"{self.name(root)}", "a view's bytes stay", nodes[pos])
 
     def inplace(self, order: list[int]) -> None:
         step = {pos: s for s, pos in enumerate(order)}
@@ -170,7 +214,8 @@ def verify_plan(graph: Graph) -> None:
     check = _Checker(graph, plan)
     check.header()
     order = check.schedule()
-    planned = planned_positions(graph)
+    check.views()
+    planned = planned_positions(graph, plan.views)
     check.offsets(planned)
-    check.overlaps(planned, live_ranges(graph, order))
+    check.overlaps(planned, live_ranges(graph, order, plan.views))
     check.inplace(order)

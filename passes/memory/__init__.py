@@ -13,7 +13,9 @@ Steps (each a small module):
    in the chosen order (plan.schedule is the identity), so a dump reads in execution order;
 3. liveness: each value lives from its node's step to its last reader's (dlc/ir/plan.py);
 4. reuse (inplace.py): a node that reads a dying input elementwise takes its buffer;
-5. offsets (assign.py): greedy by size with best fit, and two other orders; the smallest
+5. views (views.py): index maps every reader can read through take no bytes; their
+   source lives until those readers have run;
+6. offsets (assign.py): greedy by size with best fit, and two other orders; the smallest
    arena over orders and reuse on/off wins. The plan records naive bytes (every value its
    own buffer) and the lower bound (the peak of live bytes of the chosen order and buffers),
    and passes the plan verifier (dlc/ir/plan_check.py).
@@ -34,6 +36,10 @@ from passes.memory.assign import assign_offsets, lower_bound, make_buffers
 from passes.memory.inplace import plan_reuse, plan_updates
 from passes.memory.report import memory_table, plot_memory  # noqa: F401
 from passes.memory.schedule import candidate_orders
+from passes.memory.views import choose_views
+
+# index maps whose readers can read through them become views (passes/memory/views.py)
+VIEWS = True
 
 PLAN_KEY = "memory_plan"
 # graph.meta entries that name node positions or parsed text positions: stale after a rebuild
@@ -61,18 +67,21 @@ class _Attempt:
     arena: int
     bound: int
     reuse: bool
+    views: list[int]
 
 
-def _attempt(graph: Graph, order: list[Node], reuse: bool, alignment: int) -> _Attempt:
+def _attempt(graph: Graph, order: list[Node], reuse: bool, alignment: int,
+             views: set[Node]) -> _Attempt:
     """Plan `graph` run in `order`, with or without in-place reuse of dying inputs."""
     out = reordered(graph, order)
-    planned = planned_positions(out)
-    ranges = live_ranges(out, list(range(len(out.nodes))))
-    pairs = plan_reuse(out, planned, ranges)[0] if reuse else {}
+    view_pos = [i for i, n in enumerate(order) if n in views]
+    planned = planned_positions(out, view_pos)
+    ranges = live_ranges(out, list(range(len(out.nodes))), view_pos)
+    pairs = plan_reuse(out, planned, ranges, view_pos)[0] if reuse else {}
     nbytes = {p: out.nodes[p].type.nbytes for p in planned}
     buffers = make_buffers(planned, ranges, pairs, nbytes, alignment)
     arena, _ = assign_offsets(buffers)
-    return _Attempt(out, buffers, arena, lower_bound(buffers), reuse)
+    return _Attempt(out, buffers, arena, lower_bound(buffers), reuse, view_pos)
 
 
 def plan_memory(graph: Graph, alignment: int = ALIGNMENT) -> Graph:
@@ -83,7 +92,8 @@ def plan_memory(graph: Graph, alignment: int = ALIGNMENT) -> Graph:
     arena), and keeps the smallest arena (ties: the lower bound, then reuse)."""
     from dlc.ir.plan_check import verify_plan
     updates = plan_updates(graph)
-    attempts = [_attempt(graph, order, reuse, alignment)
+    views = choose_views(graph, updates.inplace) if VIEWS else set()
+    attempts = [_attempt(graph, order, reuse, alignment, views)
                 for order in candidate_orders(graph, updates.edges, alignment)
                 for reuse in (True, False)]
     best = min(attempts, key=lambda a: (a.arena, a.bound, not a.reuse))
@@ -92,6 +102,7 @@ def plan_memory(graph: Graph, alignment: int = ALIGNMENT) -> Graph:
     out.meta[PLAN_KEY] = MemoryPlan(
         arena_bytes=best.arena, offsets={p: b.offset for b in best.buffers for p in b.values},
         inplace=updates.inplace, schedule=list(range(len(out.nodes))), alignment=alignment,
-        naive_bytes=sum(aligned(n, alignment) for n in nbytes), lower_bound_bytes=best.bound)
+        naive_bytes=sum(aligned(n, alignment) for n in nbytes), lower_bound_bytes=best.bound,
+        views=best.views)
     verify_plan(out)  # the planner's own plan must pass the plan verifier
     return out

@@ -14,6 +14,10 @@ then computes from exactly the values the eager interpreter would give it).
 A multi-output fused node writes every value its body yields at its own step: its own
 value and those of its `result` nodes, each into that node's place (so an extra output
 that takes a dying input's buffer overwrites it then). A result node's step does nothing.
+
+A view (plan.views) computes nothing at its step: each reader applies its chain of index
+maps to the root's bytes as they are when it runs (and, with check=True, the root's bytes
+are compared then), so a plan that lets the root be overwritten too early shows.
 """
 from __future__ import annotations
 
@@ -84,14 +88,22 @@ def run_with_plan(graph: Graph, args: list[np.ndarray], check: bool = False) -> 
             return buffers[inplace[id(node)]]  # the old value's own array
         return np.empty(node.type.shape, node.type.dtype)
 
+    views = {id(graph.nodes[p]) for p in plan.views}
+
+    def read(reader: Node | None, step: int, v: Value) -> np.ndarray:
+        """v's elements as `reader` sees them now (a view: through its root's bytes)."""
+        if id(v) not in views:
+            if reads is not None:
+                reads.check(reader, step, v, env[v])
+            return env[v]
+        src = read(reader, step, v.inputs[0])
+        return np.asarray(v.op.impl(src, **v.attrs))
+
     for step, pos in enumerate(execution_order(graph, plan)):
         node = graph.nodes[pos]
-        if is_result(node):
-            continue  # written by its fused node
-        ins = [env[v] for v in node.inputs]
-        if reads is not None:
-            for v, a in zip(node.inputs, ins):
-                reads.check(node, step, v, a)
+        if is_result(node) or id(node) in views:
+            continue  # written by its fused node; read through when used
+        ins = [read(node, step, v) for v in node.inputs]
         outs = run_graph(node.body, ins) if node.body is not None else \
             [np.asarray(node.op.impl(*ins, **node.attrs))]
         # copies: a body may yield a block argument, whose bytes an output may overwrite
@@ -102,8 +114,5 @@ def run_with_plan(graph: Graph, args: list[np.ndarray], check: bool = False) -> 
             env[value][...] = out
             if reads is not None:
                 reads.keep(value, env[value], step)
-    if reads is not None:
-        end = graph.nodes[-1] if graph.nodes else None
-        for v in graph.outputs:
-            reads.check(end, len(graph.nodes), v, env[v])
-    return [np.array(env[v], copy=True) for v in graph.outputs]
+    end = graph.nodes[-1] if graph.nodes else None
+    return [np.array(read(end, len(graph.nodes), v), copy=True) for v in graph.outputs]

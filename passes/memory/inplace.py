@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from dlc.ir.graph import Graph, Input, Node
 from dlc.ir.groups import kernel_of, reads_elementwise
+from dlc.ir.plan import view_roots
 from passes.memory.schedule import Edges
 
 
@@ -118,8 +119,12 @@ def _kernel_text(node: Node) -> str:
 
 
 def reuse_problem(graph: Graph, pos: int, ranges: dict[int, tuple[int, int]],
-                  index: dict[Node, int], taken: set[int]) -> tuple[int | None, str]:
-    """(the input position whose buffer node `pos` takes in place, or None; why not)."""
+                  index: dict[Node, int], taken: set[int],
+                  roots: dict[int, object] | None = None) -> tuple[int | None, str]:
+    """(the input position whose buffer node `pos` takes in place, or None; why not).
+    `roots`: the plan's views and their roots (a view has no buffer to take, and a value
+    its kernel also reads through a view is read at other elements than it writes)."""
+    roots = roots or {}
     node = graph.nodes[pos]
     kernel = kernel_of(node)
     step = ranges[pos][0]
@@ -130,10 +135,15 @@ def reuse_problem(graph: Graph, pos: int, ranges: dict[int, tuple[int, int]],
             f"{kernel.op.name}, {_a(kernel.op.kind.value)} op"
         return None, f"{what}, does not read an input of its own shape elementwise"
     why = []
+    viewed = {roots[index[v]] for v in kernel.inputs if index.get(v) in roots}
     for v in shaped:
         src = index.get(v)
         if src is None:
             why.append(f"%{v.name} is a graph input (not in the arena)")
+        elif src in roots:
+            why.append(f"%{src} is a view (no bytes of its own)")
+        elif src in viewed:
+            why.append(f"%{src} is also read through a view")
         elif src not in ranges:
             why.append(f"%{src} is a graph output (its own array)")
         elif ranges[src][1] != step:
@@ -145,17 +155,18 @@ def reuse_problem(graph: Graph, pos: int, ranges: dict[int, tuple[int, int]],
     return None, "no input dies here: " + "; ".join(why)
 
 
-def plan_reuse(graph: Graph, planned: list[int],
-               ranges: dict[int, tuple[int, int]]) -> tuple[dict[int, int], dict[int, str]]:
+def plan_reuse(graph: Graph, planned: list[int], ranges: dict[int, tuple[int, int]],
+               views: list[int] = ()) -> tuple[dict[int, int], dict[int, str]]:
     """node position -> input position it overwrites in place; and, for the others, why."""
     index = {node: pos for pos, node in enumerate(graph.nodes)}
+    roots = view_roots(graph, views)
     arena = {p: ranges[p] for p in planned}
     pairs, refused, taken = {}, {}, set()
     for pos in sorted(planned, key=lambda p: ranges[p][0]):
         if graph.nodes[pos].type.nbytes == 0:
             refused[pos] = "empty: takes no bytes"
             continue
-        src, why = reuse_problem(graph, pos, arena, index, taken)
+        src, why = reuse_problem(graph, pos, arena, index, taken, roots)
         if src is None:
             refused[pos] = why
         else:

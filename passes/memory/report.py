@@ -7,7 +7,7 @@ from dlc.errors import DlcError
 from dlc.ir.graph import Graph, Node
 from dlc.ir.groups import kernel_of
 from dlc.ir.plan import (MemoryPlan, execution_order, inplace_reuse, live_ranges,
-                         planned_positions)
+                         planned_positions, view_roots)
 from passes.memory.inplace import plan_reuse, plan_updates
 
 
@@ -41,11 +41,13 @@ class _Analysis:
         order = execution_order(graph, self.plan)
         self.step = {pos: s for s, pos in enumerate(order)}
         # live ranges in steps, whatever the schedule: positions -> (first, last) step
-        self.ranges = {p: r for p, r in live_ranges(graph, order).items()}
-        self.planned = sorted(planned_positions(graph), key=self.step.get)
+        views = self.plan.views
+        self.ranges = {p: r for p, r in live_ranges(graph, order, views).items()}
+        self.planned = sorted(planned_positions(graph, views), key=self.step.get)
+        self.roots = view_roots(graph, views)
         self.pairs = inplace_reuse(graph, self.plan)
         arena_ranges = {p: self.ranges[p] for p in self.planned}
-        _, self.refused = plan_reuse(graph, self.planned, arena_ranges)
+        _, self.refused = plan_reuse(graph, self.planned, arena_ranges, views)
 
     def span(self, pos: int) -> tuple[int, int]:
         off = self.plan.offsets.get(pos, 0)
@@ -106,12 +108,19 @@ def _output_lines(graph: Graph, plan: MemoryPlan) -> list[str]:
 
 def memory_table(graph: Graph) -> str:
     """One line per planned value (step, kernel, type, bytes, offset, lifetime, reuse or
-    why not), then the outputs, after a summary of arena, naive and lower-bound bytes."""
+    why not) and per view (the value whose bytes it reads), then the outputs, after a
+    summary of arena, naive and lower-bound bytes."""
     a = _Analysis(graph)
     rows = [("step", "value", "kernel", "type", "bytes", "offset", "live", "reuse")]
-    for pos in a.planned:
+    for pos in sorted(a.planned + list(a.roots), key=a.step.get):
         node = graph.nodes[pos]
         first, last = a.ranges[pos]
+        if pos in a.roots:
+            root = a.roots[pos]
+            source = f"%{root}" if isinstance(root, int) else f"input %{root.name}"
+            rows.append((str(first), f"%{pos}", kernel_name(node), str(node.type), "0",
+                         "view", f"{first}..{last}", f"reads {source}'s bytes (no copy)"))
+            continue
         rows.append((str(first), f"%{pos}", kernel_name(node), str(node.type),
                      str(node.type.nbytes), str(a.plan.offsets.get(pos, "-")),
                      f"{first}..{last}", a.reuse(pos)))

@@ -325,8 +325,10 @@ def test_compile_from_stage_rejects_overlapping_offsets_at_their_line(capsys, tm
     dump_mlp(capsys, tmp_path)
     stage = tmp_path / "08-plan_memory.dlc"
     lines = stage.read_text().splitlines()
-    row = next(i for i, ln in enumerate(lines) if "fused0_" in ln and "offset(" in ln)
-    lines[row] = re.sub(r"offset\(\d+\)", "offset(0)", lines[row])  # %0 lives there
+    row = next(i for i, ln in enumerate(lines) if "fused1_" in ln and "offset(" in ln)
+    # fused0's value lives at offset 0 until fused1, which reads it, has run
+    assert re.search(r"fused0_.* offset\(0\)", "\n".join(lines))
+    lines[row] = re.sub(r"offset\(\d+\)", "offset(0)", lines[row])
     stage.write_text("\n".join(lines) + "\n")
     status, _, err = run_cli(capsys, "compile", "--from-stage", str(stage))
     assert status == 1, err

@@ -166,10 +166,12 @@ def test_memory_table_gives_a_reason_for_every_buffer():
     table = memory_table(planned)
     header, rows = table.split("\n\n")[0], table.split("\n\n")[1].split("\n")[1:]
     assert "x lower bound" in header and "naive" in header
-    assert len(rows) == len(planned.meta["memory_plan"].offsets)
+    plan = planned.meta["memory_plan"]
+    assert plan.views  # the step's transposed activations are read through
+    assert len(rows) == len(plan.offsets) + len(plan.views)
     for row in rows:
         assert any(key in row for key in ("in place of %", "reuses bytes of %",
-                                          "not in place: ", "empty")), row
+                                          "not in place: ", "empty", "bytes (no copy)")), row
     assert "in place into %fc1.weight" in table
 
 

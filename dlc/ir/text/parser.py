@@ -51,7 +51,8 @@ class _Parser:
     def __init__(self, tokens: list[Token], source: str | None):
         self.toks, self.i, self.source = tokens, 0, source
         self.maps: list[SourceMap] = []  # one per graph or body being read: node positions
-        self.offsets: dict[Node, tuple[int, Token]] = {}  # offset(N) of top-level nodes
+        # offset(N) (or `view`: None) of top-level nodes
+        self.offsets: dict[Node, tuple[int | None, Token]] = {}
 
     # -- token helpers ------------------------------------------------------------------------
     def peek(self, ahead: int = 0) -> Token:
@@ -262,7 +263,7 @@ class _Parser:
         operands = self.operands(scope)
         attrs_tok = self.peek()
         written = self.entries() if self.at("{") and self.peek(1).kind != "label" else []
-        offset = self.offset() if self.at("offset") else None
+        offset = self.offset() if self.at("offset") or self.at("view") else None
         loc = self.loc() if self.at("loc") else None
         layer = self.scope_text() if self.at("scope") else None
         body = self.region(result, op_tok, operands) if self.at("{") else None
@@ -284,11 +285,16 @@ class _Parser:
             self.maps[-1].offsets[node] = (offset[1].line, offset[1].col)
         return node
 
-    def offset(self) -> tuple[int, Token]:
+    def offset(self) -> tuple[int | None, Token]:
+        """`offset(N)`: the value's bytes in the arena; `view`: none, it is read through
+        (offset None)."""
         tok = self.advance()
         if len(self.maps) > 1:
-            raise self.fail(tok, "offset(...) inside a fused body: only top-level values live "
+            what = "view" if tok.text == "view" else "offset(...)"
+            raise self.fail(tok, f"{what} inside a fused body: only top-level values live "
                                  "in the arena (a body's values stay inside its kernel)")
+        if tok.text == "view":
+            return None, tok
         self.expect("(", "after offset")
         value = self.expect_kind("int", "a byte offset, as in offset(4096)")
         if value.value < 0:

@@ -1,9 +1,11 @@
-"""Reading a memory plan from the text form: the header's `memory {...}` clause and the
-`offset(N)` of each planned node (printing is in printer.py).
+"""Reading a memory plan from the text form: the header's `memory {...}` clause, the
+`offset(N)` of each planned node and the `view` mark of each index map read through its
+source (printing is in printer.py).
 
     graph @mlp(...) memory {arena_bytes = 262144, alignment = 64, naive_bytes = 524288,
                             lower_bound_bytes = 262144, inplace = {1 = %fc1.weight}} {
-      %0: f32[784,512] = permute(%fc1.weight) {perm = [1, 0]} offset(0)
+      %0: f32[64,512] = fused(%x, %0, %fc1.bias) {...} offset(0)
+      %1: f32[512,784] = permute(%fc1.weight) {perm = [1, 0]} view
 
 The parser only reads the numbers; `dlc.verify` (dlc/ir/plan_check.py) then checks the plan
 and cites the line:col of the offending offset or entry.
@@ -94,17 +96,20 @@ def build_plan(p: "_Parser", clause: MemoryClause | None, nodes: list[Node],
     if clause is None:
         if p.offsets:
             first = min(p.offsets.values(), key=lambda o: (o[1].line, o[1].col))[1]
-            raise p.fail(first, "offset(...) without a plan: the graph header needs "
+            what = "view" if first.text == "view" else "offset(...)"
+            raise p.fail(first, f"{what} without a plan: the graph header needs "
                                 "memory {arena_bytes = N, ...} (or drop the offsets and "
                                 "run passes.memory.plan_memory)")
         return None
     smap.plan = (clause.tok.line, clause.tok.col)
     smap.inplace = dict(clause.inplace_at)
-    offsets = {pos: p.offsets[node][0] for pos, node in enumerate(nodes) if node in p.offsets}
+    placed = {pos: p.offsets[node][0] for pos, node in enumerate(nodes) if node in p.offsets}
+    offsets = {pos: off for pos, off in placed.items() if off is not None}
+    views = [pos for pos, off in placed.items() if off is None]
     n = clause.numbers
     schedule = list(clause.schedule) or list(range(len(nodes)))  # printed only if not this
     return MemoryPlan(arena_bytes=n["arena_bytes"], offsets=offsets,
                       inplace=dict(clause.inplace), schedule=schedule,
                       alignment=n.get("alignment", ALIGNMENT),
                       naive_bytes=n.get("naive_bytes", 0),
-                      lower_bound_bytes=n.get("lower_bound_bytes", 0))
+                      lower_bound_bytes=n.get("lower_bound_bytes", 0), views=views)

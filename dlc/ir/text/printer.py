@@ -3,7 +3,8 @@
 Printing is canonical: node values are numbered %0, %1, ... in node order, every attribute is
 printed in its op's order, floats print so they read back to the identical float. Hence
 `str(parse(str(g))) == str(g)`. A memory plan (graph.meta["memory_plan"]) prints as the
-header's `memory {...}` clause and an `offset(N)` on every planned node.
+header's `memory {...}` clause, an `offset(N)` on every planned node and `view` on every
+index map read through its source.
 """
 from __future__ import annotations
 
@@ -155,11 +156,16 @@ def _outputs(graph: Graph, names: dict[Value, str]) -> str:
     return text
 
 
+VIEW = "view"  # a planned node with no bytes of its own (MemoryPlan.views)
+
+
 def _node_lines(node: Node, index: int, names: dict[Value, str], indent: str,
-                offset: int | None = None) -> list[str]:
+                offset: int | str | None = None) -> list[str]:
     operands = ", ".join(_ref(names, v) for v in node.inputs)
     line = f"{indent}%{index}: {node.type} = {node.op.name}({operands}){_node_attrs(node)}"
-    if offset is not None:
+    if offset == VIEW:
+        line += " view"
+    elif offset is not None:
         line += f" offset({offset})"
     if node.loc is not None:
         line += " " + _format_loc(node.loc)
@@ -171,7 +177,7 @@ def _node_lines(node: Node, index: int, names: dict[Value, str], indent: str,
 
 
 def _statements(graph: Graph, indent: str,
-                offsets: dict[int, int] | None = None) -> tuple[list[str], dict[Value, str]]:
+                offsets: dict[int, int | str] | None = None) -> tuple[list[str], dict[Value, str]]:
     names = value_names(graph)
     offsets = offsets or {}
     lines = []
@@ -210,7 +216,10 @@ def print_graph(graph: Graph) -> str:
     tail = _meta_attrs(graph) + _memory_clause(graph) + " {"
     lines = _args(f"graph @{symbol(graph.name)}", args, tail, "")
     plan = graph.meta.get(PLAN_KEY)
-    offsets = plan.offsets if isinstance(plan, MemoryPlan) else None
+    offsets = None
+    if isinstance(plan, MemoryPlan):
+        offsets = dict(plan.offsets)
+        offsets.update({pos: VIEW for pos in plan.views})
     statements, names = _statements(graph, "  ", offsets)
     ret = f"  return {_outputs(graph, names)}".rstrip()  # a graph may return nothing
     return "\n".join(lines + statements + [ret, "}"])
