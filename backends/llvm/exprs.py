@@ -9,8 +9,11 @@ stride of a load along the vector loop from it, loop collapsing reads the coeffi
 """
 from __future__ import annotations
 
+import functools
 import weakref
 from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
+
+import numpy as np
 
 if TYPE_CHECKING:
     from backends.llvm.loops import Buffer
@@ -387,6 +390,45 @@ def stride_along(e: Expr, var: str) -> int | None:
             total += k
         return total
     return None
+
+
+# -- evaluation over integer grids -------------------------------------------------------------
+# numpy's integer ops round and wrap as the generated int64 code does (floor division and a
+# non-negative remainder for the positive divisors of ifloordiv and imod)
+_INDEX_OPS = {
+    "add": lambda *xs: functools.reduce(np.add, xs),
+    "mul": lambda *xs: functools.reduce(np.multiply, xs),
+    "sub": np.subtract,
+    "neg": np.negative,
+    "ifloordiv": np.floor_divide,
+    "imod": np.mod,
+    "minimum": np.minimum,
+    "maximum": np.maximum,
+}
+
+
+def eval_index(e: Expr, env: dict[str, np.ndarray],
+               memo: dict | None = None) -> np.ndarray | None:
+    """The values of the index expression e with its variables bound to int64 arrays that
+    broadcast together; None when e holds anything but index arithmetic (a load, a cast,
+    an unbound variable), so that a caller can give up rather than guess."""
+    memo = {} if memo is None else memo
+    key = id(e)
+    if key in memo:
+        return memo[key]
+    out = None
+    if e.dtype != INDEX:
+        pass
+    elif isinstance(e, Const):
+        out = np.int64(e.value)
+    elif isinstance(e, Var):
+        out = env.get(e.name)
+    elif isinstance(e, Op) and e.op in _INDEX_OPS:
+        args = [eval_index(a, env, memo) for a in e.args]
+        if all(a is not None for a in args):
+            out = np.asarray(_INDEX_OPS[e.op](*args), dtype=np.int64)
+    memo[key] = out
+    return out
 
 
 # -- substitution ------------------------------------------------------------------------------

@@ -11,16 +11,21 @@ K x NC block into NR-wide panels, then per MC rows runs the micro-kernel on ever
 tile: K steps of NRV vector loads of B, MR broadcasts of A and MR*NRV vector FMAs into
 accumulators that stay in registers (AVX-512: 16 floats a vector, up to 28 accumulators).
 A is read in place when it is contiguous along k (a row-major matrix, a conv weight: the
-tile's MR rows are MR streams); any other A (transposed, computed) is first packed into
-MR-tall panels. Edge tiles pad the packed panels with zeros and store element by element.
-Work items are shared between threads.
+tile's MR rows are MR streams), or contiguous along k in runs that tile K (attention's heads
+merged back into one row: a run per head), the K loop then being one loop per run; any
+other A (transposed, computed) is first packed into MR-tall panels. Edge tiles pad the
+packed panels with zeros and store element by element. Work items are shared between
+threads.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import llvmlite.ir as ir
+import numpy as np
 
+from backends.llvm.exprs import eval_index
 from backends.llvm.irutil import I64, IR, ITEMSIZE, SCALAR
 from backends.llvm.loops import (Buffer, Expr, Kernel, Let, Load, Store, Var, affine,
                                  body_exprs, stride_along, substitute)
@@ -32,6 +37,10 @@ VECTOR_BYTES = 64
 TILE_SHAPES = ((14, 2), (8, 3), (6, 4), (28, 1), (4, 6))
 A_BLOCK_BYTES = 384 * 1024       # packed A block: stays in L2
 B_BLOCK_BYTES = 2 * 1024 * 1024  # packed B block: stays in L3
+# A read in place in runs along k: each run is one K loop (unrolled), so runs are few and
+# long enough to amortize the per-run row pointers
+MIN_RUN, MAX_RUNS = 8, 16
+RUN_GRID_LIMIT = 1 << 22  # A's addresses are checked at every point of batch x M x K
 
 
 @dataclass
@@ -106,7 +115,7 @@ def plan(g: Gemm, threads: int) -> dict:
 
 def gemm_kernel(g: Gemm, threads: int, scratch: Buffer) -> Kernel:
     """A kernel running the GEMM; its parallel range is the work items."""
-    p = plan(g, threads)
+    p = dict(plan(g, threads), a_run=a_run(g))
     g.plan = p
     k = Kernel(g.name, [], g.origin)
     k.extra.update(emit=lambda m, ev, err, lo, hi, tid, exit_block:
@@ -122,6 +131,7 @@ def gemm_kernel(g: Gemm, threads: int, scratch: Buffer) -> Kernel:
                              (g.dtype, g.M, g.N, g.K, tuple(e for _, e in g.batch),
                               tuple(sorted(p.items())))))
     k.scratch_bytes = p["a_bytes"] + p["b_bytes"]
+    k.extra["plan"] = p
     return k
 
 
@@ -157,46 +167,98 @@ def _emit(g: Gemm, p: dict, scratch: Buffer, m: IR, ev, lo, hi, tid) -> None:
         _pack_b(g, p, m, ev, b_pack, jc, nc)
         ic_lo = b.mul(grp, I64(p["per_group"]))
         ic_hi = _min(b, b.add(ic_lo, I64(p["per_group"])), I64(g.M))
-        direct = _direct_a(g)
+        run = p["a_run"]
         with m.loop(ic_lo, ic_hi, p["mc"], name="ic") as ic:
             mc = _min(b, I64(p["mc"]), b.sub(I64(g.M), ic))
-            if not direct:
+            if not run:
                 _pack_a(g, p, m, ev, a_pack, ic, mc)
             with m.loop(I64(0), nc, p["nr"], name="jr") as jr:
                 bp = b.gep(b_pack, [b.mul(b.sdiv(jr, I64(p["nr"])), I64(g.K * p["nr"]))],
                            source_etype=t)
                 with m.loop(I64(0), mc, p["mr"], name="ir") as ir_:
                     i0 = b.add(ic, ir_)
-                    if direct:
-                        rows = _a_rows(g, p, m, ev, i0)
-                    else:
-                        ap = b.gep(a_pack, [b.mul(b.sdiv(ir_, I64(p["mr"])),
-                                                  I64(g.K * p["mr"]))], source_etype=t)
-                        rows = [(ap, p["mr"], r) for r in range(p["mr"])]
-                    _micro(g, p, m, ev, rows, bp, i0, b.add(jc, jr), tile)
+                    rows_at = (_direct_rows(g, p, m, ev, i0) if run else
+                               _packed_rows(g, p, m, a_pack, ir_))
+                    _micro(g, p, m, ev, rows_at, run or g.K, bp, i0, b.add(jc, jr), tile)
         ev.pop()
 
 
-def _direct_a(g: Gemm) -> bool:
-    """A is read in place when it is a load that is contiguous along k (a row-major
-    matrix, a convolution weight, or rows gathered by a permute, as attention's heads
-    are): the micro-kernel walks its MR rows directly from a pointer per row, and packing
-    it would only copy it."""
-    return isinstance(g.a, Load) and stride_along(g.a.index, g.kvar) == 1
+def a_run(g: Gemm) -> int:
+    """How A is read: in place in runs of this many k's (K when A is contiguous along
+    all of k: a row-major matrix, a convolution weight, rows gathered by a permute), or
+    0 when it is packed. The micro-kernel then walks its MR rows from a pointer per row
+    and run, and packing A would only copy it."""
+    if not isinstance(g.a, Load):
+        return 0
+    if stride_along(g.a.index, g.kvar) == 1:
+        return g.K
+    return _longest_run(g)
 
 
-def _a_rows(g: Gemm, p: dict, m: IR, ev, i0) -> list:
-    """(pointer to A(i, 0), stride 1, offset 0) for the tile's MR rows; rows past M read
-    row M - 1 (their results are never stored)."""
+def _run_lengths(K: int) -> list[int]:
+    """The run lengths worth a loop each, longest first: divisors of K of at least
+    MIN_RUN that leave at most MAX_RUNS runs."""
+    return [n for n in range(K, MIN_RUN - 1, -1) if K % n == 0 and K // n <= MAX_RUNS]
+
+
+def _longest_run(g: Gemm) -> int:
+    """The longest run length L of _run_lengths such that A's address satisfies
+    address(i, k) = address(i, k - k % L) + k % L at every batch index, i < M and k < K;
+    0 when there is none or it cannot be proven. The proof is exhaustive: A's index is
+    evaluated at every point of the grid, so it is exact for any index arithmetic."""
+    lengths = _run_lengths(g.K)
+    extents = [e for _, e in g.batch] + [g.M, g.K]
+    if not lengths or g.a.index.vars - {g.ivar, g.kvar, *(v for v, _ in g.batch)} or \
+            math.prod(extents) > RUN_GRID_LIMIT:
+        return 0
+    names = [v for v, _ in g.batch] + [g.ivar, g.kvar]
+    env = {}
+    for axis, (name, extent) in enumerate(zip(names, extents)):
+        shape = [1] * len(extents)
+        shape[axis] = extent
+        env[name] = np.arange(extent, dtype=np.int64).reshape(shape)
+    address = eval_index(g.a.index, env)
+    if address is None:
+        return 0
+    address = np.broadcast_to(address, extents)
+    # steps[k - 1]: A(., k) follows A(., k - 1) in memory at every batch index and row;
+    # runs of L hold exactly when it does at every k that does not start a run
+    steps = np.all(np.diff(address, axis=-1) == 1, axis=tuple(range(len(extents) - 1)))
+    for length in lengths:
+        inner = np.arange(1, g.K) % length != 0
+        if steps[inner].all():
+            return length
+    return 0
+
+
+def _a_rows(g: Gemm, p: dict, m: IR, ev, i0, k0: int) -> list:
+    """(pointer to A(i, k0), stride 1, offset 0) for the tile's MR rows; rows past M
+    read row M - 1 (their results are never stored)."""
     b = m.b
     rows = []
     for r in range(p["mr"]):
         ev.push()
         ev.vars[g.ivar] = _min(b, b.add(i0, I64(r)), I64(g.M - 1))
-        ev.vars[g.kvar] = I64(0)
+        ev.vars[g.kvar] = I64(k0)
         rows.append((ev.address(g.a.buf, ev(g.a.index)), 1, 0))
         ev.pop()
     return rows
+
+
+def _direct_rows(g: Gemm, p: dict, m: IR, ev, i0):
+    """rows_at (see _micro) for A read in place: the row pointers at k0, computed where
+    the run's loop starts."""
+    return lambda k0: _a_rows(g, p, m, ev, i0, k0)
+
+
+def _packed_rows(g: Gemm, p: dict, m: IR, a_pack, ir_):
+    """rows_at (see _micro) for the packed A panel of the tile at block row ir_:
+    A(i0 + r, k) is at panel[k * MR + r]."""
+    b = m.b
+    mr = p["mr"]
+    panel = b.gep(a_pack, [b.mul(b.sdiv(ir_, I64(mr)), I64(g.K * mr))],
+                  source_etype=SCALAR[g.dtype])
+    return lambda k0: [(panel, mr, k0 * mr + r) for r in range(mr)]
 
 
 def _min(b, x, y):
@@ -342,30 +404,20 @@ def _pack_a(g: Gemm, p: dict, m: IR, ev, dst, ic, mc) -> None:
                 b.store(val, b.gep(dst, [b.add(dst_k, I64(r))], source_etype=t))
 
 
-def _micro(g: Gemm, p: dict, m: IR, ev, rows: list, bp, i0, j0, tile) -> None:
-    """One MR x NR tile: accumulate over K in registers, then the epilogue and store.
-    rows[r] = (base, step, offset): A(i0 + r, k) is at base[k * step + offset]."""
+def _micro(g: Gemm, p: dict, m: IR, ev, rows_at, run: int, bp, i0, j0, tile) -> None:
+    """One MR x NR tile: accumulate over K in registers, a loop per run of `run` k's
+    (one loop unless A is read in place in runs), then the epilogue and store.
+    rows_at(k0)[r] = (base, step, offset): A(i0 + r, k0 + kk) is at base[kk * step +
+    offset] for kk < run; it is called before each run's loop."""
     b = m.b
     t = SCALAR[g.dtype]
-    mr, nrv, width, nr = p["mr"], p["nrv"], p["width"], p["nr"]
-    vt = ir.VectorType(t, width)
-    zero = m.const(vt, 0.0)
-    pre = b.block
-    k, accs, head, done = tile_loop_head(m, vt, mr, nrv, g.K, "mk")
-    bvec = [b.load(b.gep(bp, [b.add(b.mul(k, I64(nr)), I64(v * width))], source_etype=t),
-                   typ=vt, align=ITEMSIZE[g.dtype]) for v in range(nrv)]
-    a_values = [b.load(b.gep(base, [b.add(b.mul(k, I64(step)), I64(offset))],
-                             source_etype=t), typ=t) for base, step, offset in rows]
-    new, latch = rank1_update(m, k, g.K, accs, a_values, bvec, head, done)
-    final = []
-    for r in range(mr):
-        row = []
-        for v in range(nrv):
-            phi = b.phi(vt)
-            phi.add_incoming(zero, pre)
-            phi.add_incoming(new[r][v], latch)
-            row.append(phi)
-        final.append(row)
+    mr, nr = p["mr"], p["nr"]
+    final = None
+    # an empty sum (K = 0) is one loop that never runs: the accumulators stay zero
+    starts = range(0, g.K, run) if g.K else (0,)
+    for n, k0 in enumerate(starts):
+        b_run = b.gep(bp, [I64(k0 * nr)], source_etype=t)
+        final = _k_loop(g, p, m, rows_at(k0), b_run, run, final, f"mk{n}")
     if not _full_tiles_possible(g, p):
         _store_edge(g, p, m, ev, final, i0, j0, tile)
         return
@@ -378,11 +430,50 @@ def _micro(g: Gemm, p: dict, m: IR, ev, rows: list, bp, i0, j0, tile) -> None:
             _store_edge(g, p, m, ev, final, i0, j0, tile)
 
 
-def tile_loop_head(m: IR, vt, mr: int, nrv: int, K: int, name: str, may_skip: bool = True):
+def _k_loop(g: Gemm, p: dict, m: IR, rows: list, bp, steps: int, init: list | None,
+            name: str) -> list:
+    """`steps` rank-1 updates of the tile's accumulators from `init` (zeros when None):
+    A(i0 + r, kk) at rows[r], B's packed row kk at bp + kk * NR. Returns the accumulators
+    after the loop."""
+    b = m.b
+    t = SCALAR[g.dtype]
+    mr, nrv, width, nr = p["mr"], p["nrv"], p["width"], p["nr"]
+    vt = ir.VectorType(t, width)
+    pre = b.block
+    k, accs, head, done = tile_loop_head(m, vt, mr, nrv, steps, name, init=init)
+    bvec = [b.load(b.gep(bp, [b.add(b.mul(k, I64(nr)), I64(v * width))], source_etype=t),
+                   typ=vt, align=ITEMSIZE[g.dtype]) for v in range(nrv)]
+    a_values = [b.load(b.gep(base, [b.add(b.mul(k, I64(step)), I64(offset))],
+                             source_etype=t), typ=t) for base, step, offset in rows]
+    new, latch = rank1_update(m, k, steps, accs, a_values, bvec, head, done)
+    start = _initial(m, vt, mr, nrv, init)
+    final = []
+    for r in range(mr):
+        row = []
+        for v in range(nrv):
+            phi = b.phi(vt)
+            phi.add_incoming(start[r][v], pre)
+            phi.add_incoming(new[r][v], latch)
+            row.append(phi)
+        final.append(row)
+    return final
+
+
+def _initial(m: IR, vt, mr: int, nrv: int, init: list | None) -> list:
+    """The accumulators a K loop starts from: `init`, or zeros."""
+    if init is not None:
+        return init
+    zero = m.const(vt, 0.0)
+    return [[zero] * nrv for _ in range(mr)]
+
+
+def tile_loop_head(m: IR, vt, mr: int, nrv: int, K: int, name: str, may_skip: bool = True,
+                   init: list | None = None):
     """The head of a micro-kernel's K loop: the counter k and MR x NRV vector accumulators
-    (phis starting at zero). With `may_skip` the loop is entered only when K > 0 (`done`
-    then has the current block as a predecessor too); else always. Returns (k, accs, head,
-    done); the builder is left in the head, for the loads and rank1_update."""
+    (phis starting at `init`, an MR x NRV list of vectors, or at zero when None). With
+    `may_skip` the loop is entered only when K > 0 (`done` then has the current block as
+    a predecessor too); else always. Returns (k, accs, head, done); the builder is left in
+    the head, for the loads and rank1_update."""
     b = m.b
     pre = b.block
     head = b.append_basic_block(f"{name}.head")
@@ -394,11 +485,11 @@ def tile_loop_head(m: IR, vt, mr: int, nrv: int, K: int, name: str, may_skip: bo
     b.position_at_end(head)
     k = b.phi(I64, name="k")
     k.add_incoming(I64(0), pre)
-    zero = m.const(vt, 0.0)
+    start = _initial(m, vt, mr, nrv, init)
     accs = [[b.phi(vt) for _ in range(nrv)] for _ in range(mr)]
-    for row in accs:
-        for acc in row:
-            acc.add_incoming(zero, pre)
+    for row, values in zip(accs, start):
+        for acc, value in zip(row, values):
+            acc.add_incoming(value, pre)
     return k, accs, head, done
 
 
