@@ -23,23 +23,52 @@ def _non_unit(shape) -> list[int]:
     return [a for a, d in enumerate(shape) if d != 1]
 
 
+def reshape_groups(src: tuple, dst: tuple) -> list[tuple[list[int], list[int]]] | None:
+    """The axes of a reshape in groups (source axes, destination axes) of equal size,
+    each as small as possible: (128, 8, 256) -> (128, 8, 4, 64) is [0]-[0], [1]-[1],
+    [2]-[2, 3]. None when a size is 0 (every index is out of range anyway)."""
+    if 0 in src or 0 in dst:
+        return None
+    groups, i, j = [], 0, 0
+    while i < len(src) or j < len(dst):
+        sa, da, ps, pd = [], [], 1, 1
+        while True:
+            if ps <= pd and i < len(src) and (not sa or ps < pd or src[i] == 1):
+                ps *= src[i]
+                sa.append(i)
+                i += 1
+            elif j < len(dst) and (not da or pd < ps or dst[j] == 1):
+                pd *= dst[j]
+                da.append(j)
+                j += 1
+            else:
+                break
+        groups.append((sa, da))
+    return groups
+
+
 def reshape_view(x: View, shape: tuple) -> View:
+    """x read under a reshape. Each group of axes of equal size maps on its own, so a
+    split or merge of axes keeps the other axes' indices as they are (a head split of a
+    sliced projection stays affine: no division appears where none is needed)."""
     shape = tuple(shape)
     if x.buf is not None:  # contiguous: the same flat index
         buf = x.buf
         return View(shape, x.dtype, lambda index: Load(buf, flat_index(index, shape)), buf)
-    src, dst = _non_unit(x.shape), _non_unit(shape)
-    if [x.shape[a] for a in src] == [shape[a] for a in dst]:
-        # only size-1 axes inserted or removed: axes map one to one
+    groups = reshape_groups(x.shape, shape)
+    if groups is None:
+        return View(shape, x.dtype, lambda index: x.at(unflatten(flat_index(index, shape),
+                                                                 x.shape)))
 
-        def at(index):
-            full = [Const(0)] * x.ndim
-            for a, b in zip(src, dst):
-                full[a] = index[b]
-            return x.at(full)
-        return View(shape, x.dtype, at)
-    return View(shape, x.dtype, lambda index: x.at(unflatten(flat_index(index, shape),
-                                                             x.shape)))
+    def at(index):
+        full: list[Expr] = [Const(0)] * x.ndim
+        for sa, da in groups:
+            flat = flat_index([index[b] for b in da], [shape[b] for b in da])
+            wide = [a for a in sa if x.shape[a] != 1]  # size-1 axes read index 0
+            for a, part in zip(wide, unflatten(flat, [x.shape[a] for a in wide])):
+                full[a] = part
+        return x.at(full)
+    return View(shape, x.dtype, at)
 
 
 def _register(name):
