@@ -121,7 +121,27 @@ class Eval:
             vt = ir.VectorType(mem, self.lanes)
             v = self.b.load(self.address(buf, first), typ=vt, align=ITEMSIZE[buf.dtype])
             return self._from_memory(v, buf.dtype)
+        if stride in SHUFFLED_STRIDES and buf.dtype in ("float32", "float64"):
+            return self._strided(buf, self(e.index, base=True), stride)
         return self.gather(buf, self(e.index))
+
+    def _strided(self, buf, first: ir.Value, stride: int) -> ir.Value:
+        """Lanes `stride` elements apart: one masked load of the span they cover (the lanes
+        past the last element are off, so nothing past it is touched) and a shuffle that
+        keeps every stride-th element. A pool's stride-2 window reads two vectors and one
+        two-source permute instead of a gather per lane."""
+        mem = MEMORY[buf.dtype]
+        span = (self.lanes - 1) * stride + 1
+        wide = ir.VectorType(mem, self.lanes * stride)
+        mask = ir.Constant(ir.VectorType(I1, self.lanes * stride),
+                           [I1(int(i < span)) for i in range(self.lanes * stride)])
+        v = self.m.intrinsic("masked.load", wide,
+                             [self.address(buf, first), I32(ITEMSIZE[buf.dtype]), mask,
+                              ir.Constant(wide, ir.Undefined)],
+                             overload=[wide, PTR])
+        picks = ir.Constant(ir.VectorType(I32, self.lanes),
+                            [I32(i * stride) for i in range(self.lanes)])
+        return self.b.shuffle_vector(v, ir.Constant(wide, ir.Undefined), picks)
 
     def gather(self, buf, index_vec: ir.Value) -> ir.Value:
         mem = MEMORY[buf.dtype]
@@ -252,6 +272,8 @@ def _minmax(ev, e, a):
     return ev.b.select(ev.b.icmp_signed(">" if big else "<", x, y), x, y)
 
 
+# vector loads with these constant strides read their span and shuffle (see _strided)
+SHUFFLED_STRIDES = (2, 3, 4)
 _CMP = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 
 
