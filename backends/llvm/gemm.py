@@ -498,10 +498,17 @@ def rank1_update(m: IR, k, K: int, accs: list, a_values: list, bvec: list, head,
     """The body of a micro-kernel's K loop after its loads: accs[r][v] += a[r] * b[v],
     then the back edge to `head` while k < K. Returns the updated accumulators and the
     latch block (for the phis after the loop); the builder is left at `done`."""
-    b = m.b
     width = bvec[0].type.count
     new = [[m.fma(m.splat(a, width), bv, acc) for bv, acc in zip(bvec, row)]
            for a, row in zip(a_values, accs)]
+    return new, close_k_loop(m, k, K, accs, new, head, done)
+
+
+def close_k_loop(m: IR, k, K: int, accs: list, new: list, head, done) -> ir.Block:
+    """The back edge of a K loop that tile_loop_head began: k steps by one, the accumulator
+    phis take `new`, and the loop repeats while k < K. Returns the latch block; the
+    builder is left at `done`."""
+    b = m.b
     nxt = b.add(k, I64(1))
     latch = b.block
     k.add_incoming(nxt, latch)
@@ -510,7 +517,7 @@ def rank1_update(m: IR, k, K: int, accs: list, a_values: list, bvec: list, head,
             acc.add_incoming(value, latch)
     b.cbranch(b.icmp_signed("<", nxt, I64(K)), head, done)
     b.position_at_end(done)
-    return new, latch
+    return latch
 
 
 def _full_tiles_possible(g: Gemm, p: dict) -> bool:

@@ -132,7 +132,7 @@ def _lower_row_conv(lw: Lowering, node: Node, x: View, w: View, out, epilogue, n
     out_sp, kernel = shape[2:], w.shape[2:]
     cig, cog = x.shape[1] // groups, c_out // groups
     name = name or lw.kernel_name(node)
-    offsets, rows, cols = tap_tables(cig, kernel, dilation, x.shape[2:])
+    offsets, rows = tap_tables(cig, kernel, dilation, x.shape[2:])
     nv, gv, i, j = fresh("n"), fresh("g"), fresh("i"), fresh("j")
     lead = [(fresh("o"), d) for d in out_sp[:-1]]
     index = [Var(nv), iadd(imul(Var(gv), cog), Var(i))] + [Var(v) for v, _ in lead] + [Var(j)]
@@ -143,7 +143,7 @@ def _lower_row_conv(lw: Lowering, node: Node, x: View, w: View, out, epilogue, n
     conv = RowConv(name, node.type.dtype, x.buf, w.buf, tuple(out_sp[:-1]), out_sp[-1],
                    groups, cog, cig, lw.constant(f"{name}.offsets", offsets),
                    [lw.constant(f"{name}.rows{a}", r) for a, r in enumerate(rows)],
-                   lw.constant(f"{name}.cols", cols), stride, padding, tuple(x.shape[2:]), g)
+                   tuple(dilation), stride, padding, tuple(x.shape[2:]), g)
     lw.emit(row_conv_kernel(conv, lw.threads))
     return True
 
