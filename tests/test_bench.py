@@ -132,3 +132,33 @@ def test_bad_input_is_one_line(argv, message, capsys):
     assert main(argv + ["--threads", "1"]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_implementations_are_timed_in_interleaved_rounds(monkeypatch):
+    """Each implementation's samples come in rounds that alternate with the others' (a slow
+    spell of the machine lands on all of them), every one gets `repeat` samples, and one
+    that fails while timed is reported without stopping the rest."""
+    from dlc.bench import runner
+    monkeypatch.setattr(runner, "SETTLE_S", 0.0)
+    log = []
+
+    def impl(name):
+        def call():
+            log.append(name)
+        return call
+
+    def broken():
+        log.append("broken")
+        if log.count("broken") > 3:
+            raise RuntimeError("lost its device")
+
+    timed = [(runner.Result("w", n), impl(n)) for n in ("a", "b", "c")]
+    timed.append((runner.Result("w", "broken"), broken))
+    runner._time_rounds(timed, repeat=10, warmup=1)
+    for r, _ in timed[:3]:
+        assert r.ok and len(r.samples) == 10 and r.min <= r.median <= r.max
+    assert timed[3][0].error == "RuntimeError: lost its device"
+    runs = [name for k, name in enumerate(log) if k == 0 or log[k - 1] != name]
+    # five rounds, each starting one implementation later; the broken one drops out
+    assert runs == ["a", "b", "c", "broken"] + ["b", "c", "a"] + ["c", "a", "b"] + \
+        ["a", "b", "c"] + ["a", "b", "c"]

@@ -1,9 +1,11 @@
-"""Run one workload: dlc on each backend and each peer, agreement first, then timing.
+"""Run one workload: dlc on each backend and each peer, agreement first, then timing in
+interleaved rounds.
 
 Eager is always run first: it is the reference every other result is checked against, and
 the baseline of every speedup."""
 from __future__ import annotations
 
+import statistics
 import sys
 import time
 import traceback
@@ -15,7 +17,7 @@ import numpy as np
 import dlc
 from dlc.bench import peers as peer_mod
 from dlc.bench.floors import Floors
-from dlc.bench.timing import Samples, measure
+from dlc.bench.timing import Samples, calls_per_sample, measure
 from dlc.bench.workload import Workload
 from dlc.ir.graph import Graph
 
@@ -102,6 +104,9 @@ def run_workload(wl: Workload, size: dict, backends: list[str], peers: list[str]
                  floors: Floors | None, repeat: int, warmup: int, threads: int,
                  kernels: bool = False, seed: int = 0, profile: bool = False,
                  progress: Callable[[str], None] = lambda s: None) -> list[Result]:
+    """Every implementation is built and checked first; then all are timed in interleaved
+    rounds (see _time_rounds), so that a slow spell of the machine falls on each of them
+    alike rather than on whichever was being timed."""
     rng = np.random.default_rng(seed)
     results: list[Result] = []
     try:
@@ -110,8 +115,10 @@ def run_workload(wl: Workload, size: dict, backends: list[str], peers: list[str]
         return [Result(wl.name, "build", error=_one_line(e))]
     arrays = random_inputs(graph, rng, wl.int_high)
     floor = floors.seconds(wl.flops(size), wl.bytes(size)) if floors else None
-    reference, eager_median = None, None
+    reference = None
+    timed: list[tuple[Result, Callable[[], object]]] = []
     order = ["eager"] + [b for b in backends if b != "eager"]
+    eager = None
     for backend in order:
         progress(f"{wl.name}: {backend}")
         r = Result(wl.name, backend)
@@ -125,7 +132,7 @@ def run_workload(wl: Workload, size: dict, backends: list[str], peers: list[str]
                     raise AssertionError("the eager reference output has NaN")
             else:
                 r.max_abs_err, r.max_rel_err = compare(out, reference, wl.rtol, wl.atol)
-            _time(r, lambda: exe(*arrays), repeat, warmup)
+            timed.append((r, lambda exe=exe: exe(*arrays)))
             if kernels:
                 from dlc.bench.kernels import kernel_report
                 r.kernels = kernel_report(exe, arrays, backend, floors, repeat, threads)
@@ -137,19 +144,19 @@ def run_workload(wl: Workload, size: dict, backends: list[str], peers: list[str]
             r.error = _one_line(e)
             if "DLC_BENCH_DEBUG" in __import__("os").environ:
                 traceback.print_exc(file=sys.stderr)
-        if backend == "eager" and r.ok:
-            eager_median = r.median
+        if backend == "eager":
+            eager = r
         if backend in backends:
             results.append(r)
     for peer in peers:
         progress(f"{wl.name}: {peer}")
         r = Result(wl.name, f"peer:{peer}")
+        results.append(r)
         factory = wl.peers.get(peer)
         if factory is None and peer == "onnxruntime" and not wl.training:
             factory = wl.peers.get("torch")
         if factory is None:
             r.skipped = wl.unavailable.get(peer) or f"no {peer} version of {wl.name}"
-            results.append(r)
             continue
         try:
             prepared = peer_mod.prepare(peer, factory, target, size, arrays, threads,
@@ -157,10 +164,12 @@ def run_workload(wl: Workload, size: dict, backends: list[str], peers: list[str]
             out = prepared.outputs(prepared.call())
             if reference is not None:
                 r.max_abs_err, r.max_rel_err = compare(out, reference, wl.rtol, wl.atol)
-            _time(r, prepared.call, repeat, warmup)
+            timed.append((r, prepared.call))
         except Exception as e:
             r.error = _one_line(e)
-        results.append(r)
+    progress(f"{wl.name}: timing {len(timed)} implementations in turn")
+    _time_rounds(timed, repeat, warmup)
+    eager_median = eager.median if eager is not None and eager.ok else None
     for r in results:
         if r.ok and r.median:
             if eager_median:
@@ -174,12 +183,42 @@ def run_workload(wl: Workload, size: dict, backends: list[str], peers: list[str]
 # for a while after their last call, and on a 2-core machine they take the cores from the
 # next one: measured, dlc's MLP b256 3x slower when timed right after ORT's layernorm.
 SETTLE_S = 0.3
+# timing rounds: each takes a share of every implementation's samples, in a rotating order
+ROUNDS = 5
 
 
-def _time(r: Result, fn, repeat: int, warmup: int) -> None:
-    time.sleep(SETTLE_S)  # let the previous implementation's threads go idle
-    s: Samples = measure(fn, repeat=repeat, warmup=warmup)
-    r.samples, r.median, r.min, r.max = s.seconds, s.median, s.min, s.max
+def _time_rounds(timed: list, repeat: int, warmup: int) -> None:
+    """Time every (Result, call) pair: `repeat` samples each, taken in up to ROUNDS rounds;
+    in each round every implementation takes its share of samples, starting from a
+    different one each round, after SETTLE_S of quiet. The machine this runs on drifts by
+    tens of percent within minutes: so the drift lands on every implementation alike, and
+    their ratios hold within one run. An implementation that fails while timed is reported
+    with its error and leaves the others running."""
+    rounds = max(1, min(ROUNDS, repeat))
+    shares = [repeat // rounds + (k < repeat % rounds) for k in range(rounds)]
+    inner: dict[int, int] = {}
+    for k, share in enumerate(shares):
+        for j in range(len(timed)):
+            r, fn = timed[(j + k) % len(timed)]
+            if not r.ok:
+                continue
+            time.sleep(SETTLE_S)  # let the previous implementation's threads go idle
+            try:
+                if k == 0:
+                    for _ in range(warmup):
+                        fn()
+                    inner[id(r)] = calls_per_sample(fn)
+                else:
+                    fn()  # one untimed call after the pause: caches and threads wake
+                s: Samples = measure(fn, repeat=share, warmup=0, inner=inner[id(r)])
+            except Exception as e:
+                r.error = _one_line(e)
+                continue
+            r.samples += s.seconds
+    for r, _ in timed:
+        if r.ok and r.samples:
+            r.median = statistics.median(r.samples)
+            r.min, r.max = min(r.samples), max(r.samples)
 
 
 def _one_line(e: BaseException) -> str:

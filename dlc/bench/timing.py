@@ -32,11 +32,14 @@ def calls_per_sample(fn: Callable[[], object], target: float = 1e-3) -> int:
     return max(1, min(10_000, int(target / max(once, 1e-9))))
 
 
-def measure(fn: Callable[[], object], repeat: int = 10, warmup: int = 2) -> Samples:
-    """Per-call times of `fn()` over `repeat` samples after `warmup` calls."""
+def measure(fn: Callable[[], object], repeat: int = 10, warmup: int = 2,
+            inner: int | None = None) -> Samples:
+    """Per-call times of `fn()` over `repeat` samples after `warmup` calls; a sample is
+    `inner` back-to-back calls (by default as many as last about a millisecond)."""
     for _ in range(warmup):
         fn()
-    inner = calls_per_sample(fn)
+    if inner is None:
+        inner = calls_per_sample(fn)
     out = Samples()
     for _ in range(repeat):
         start = time.perf_counter()
