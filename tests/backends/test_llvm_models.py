@@ -16,7 +16,7 @@ import pytest
 
 import dlc
 from dlc import nn
-from tests.backends.model_checks import assert_model_close, user_args
+from tests.backends.model_checks import assert_model_close, assert_nan_step_skipped, user_args
 from tests.passes.fusion_models import (cnn_train_step, example_files, example_graph,
                                         mlp_train_step)
 
@@ -90,11 +90,7 @@ def test_training_step_skips_a_nonfinite_loss(rng):
     exe = dlc.compile(mlp_train_step(), backend="llvm", on_nonfinite="skip")
     x, y = user_args(exe.graph, rng)
     before = exe.state_dict()
-    x[0, 0] = np.nan
-    assert np.isnan(exe(x, y))
-    assert exe.skipped_steps == [1]
-    for k, v in exe.state_dict().items():
-        np.testing.assert_array_equal(v, before[k], err_msg=k)
+    assert_nan_step_skipped(exe, x, y, 1)
     x[0, 0] = 0.0
     assert np.isfinite(exe(x, y))
     assert any(not np.array_equal(v, before[k]) for k, v in exe.state_dict().items())
