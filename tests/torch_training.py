@@ -131,10 +131,11 @@ def assert_same_trajectory(got: Trajectory, want: Trajectory, rtol: float,
             error = np.abs(g[key].astype(np.float64) - w[key])
             bound = atol + rtol * np.abs(w[key]) + 2 * want.slack[step - 1][key]
             worst = np.unravel_index(np.argmax(error - bound), error.shape)
+            slack = want.slack[step - 1][key][worst]
             assert np.all(error <= bound), (
                 f"{key} after step {step}: {int(np.sum(error > bound))} elements off; at "
                 f"{tuple(int(i) for i in worst)}: {g[key][worst]} vs {w[key][worst]}, error "
-                f"{error[worst]:.3g} > {bound[worst]:.3g} (slack {want.slack[step - 1][key][worst]:.3g})")
+                f"{error[worst]:.3g} > {bound[worst]:.3g} (slack {slack:.3g})")
 
 
 @contextmanager
