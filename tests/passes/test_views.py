@@ -184,6 +184,21 @@ def test_verifier_rejects_bad_views():
         dlc.parse(edited(text, slice_line, slice_line.replace(" view", " offset(0) view")))
 
 
+def test_verifier_rejects_a_view_of_an_output():
+    """An output's array is the caller's: a view may not be rooted there."""
+    text = """graph @g(%x: f32[4,6] input) memory {arena_bytes = 0, alignment = 64} {
+  %0: f32[4,6] = exp(%x)
+  %1: f32[6,4] = permute(%0) {perm = [1, 0]} view
+  %2: f32[6,6] = matmul(%1, %0)
+  return %0, %2
+}"""
+    assert_rejected(text, "= permute(", r"is a view of the graph output %0 .*"
+                                        r"\(rule: a view's bytes stay\)")
+    outputs = text.replace("return %0, %2", "return %2, %1")
+    assert_rejected(outputs, "= permute(", r"is a graph output, which gets its own array, "
+                                           r"yet is planned as a view")
+
+
 def test_verifier_rejects_a_view_of_a_parameter_updated_in_place():
     text = str(plan_memory(mlp_train_step()))
     line = next(ln for ln in text.splitlines() if re.search(r"= permute\(%\w+\.weight\)", ln)
