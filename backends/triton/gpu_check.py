@@ -43,6 +43,26 @@ def run_compiling(script: str, cache_dir: str, cwd: str = ".", timeout: float = 
                           capture_output=True, text=True, timeout=timeout)
 
 
+def print_compiled(cases, arch: int = 90) -> None:
+    """For each (label, graph, compile_for_gpu options): compile it, check every kernel
+    produced PTX, and print `label name name ...` (read back by compiled_names)."""
+    for label, graph, options in cases:
+        kernels = compile_for_gpu(graph, arch, **options)
+        if not all(k.ptx_bytes > 0 for k in kernels):
+            raise AssertionError(f"{label}: a kernel compiled to no PTX")
+        print(label, " ".join(k.name for k in kernels))
+
+
+def compiled_names(script: str, cache_dir: str, cwd: str = ".") -> dict[str, list[str]]:
+    """Run a script that calls print_compiled (run_compiling): label -> kernel names.
+    Fails with the script's stderr if it failed."""
+    run = run_compiling(script, cache_dir, cwd)
+    if run.returncode != 0:
+        raise AssertionError(run.stderr[-4000:])
+    return {label: names.split() for label, names in
+            (line.split(" ", 1) for line in run.stdout.splitlines())}
+
+
 def _jit_function(fn):
     """The JITFunction under an autotuner (configs are tried by compiling each below)."""
     return fn.fn if hasattr(fn, "configs") else fn

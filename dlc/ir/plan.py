@@ -118,6 +118,13 @@ def view_roots(graph, views: Iterable[int]) -> dict[int, object]:
     return roots
 
 
+def roots_read_through_views(kernel, index: dict, roots: dict[int, object]) -> set:
+    """The roots whose bytes `kernel` reads through a view (index: value -> position).
+    Such a kernel reads those bytes at other elements than it writes, so it may not take
+    them in place."""
+    return {roots[index[v]] for v in kernel.inputs if index.get(v) in roots}
+
+
 def execution_order(graph, plan: MemoryPlan) -> list[int]:
     """The plan's schedule; an empty schedule means the order of graph.nodes."""
     return list(plan.schedule) if plan.schedule else list(range(len(graph.nodes)))

@@ -27,13 +27,14 @@ from dlc.errors import VerifyError
 from dlc.ir.graph import Graph, Input, Node
 from dlc.ir.groups import kernel_of, reads_elementwise
 from dlc.ir.plan import (INDEX_MAPS, MemoryPlan, execution_order, live_ranges,
-                         planned_positions, view_roots)
+                         planned_positions, roots_read_through_views, view_roots)
 from dlc.ir.verify import SOURCE_KEY, SourceMap, positioned_error
 
 
 class _Checker:
     def __init__(self, graph: Graph, plan: MemoryPlan):
         self.graph, self.plan = graph, plan
+        self.index = {node: pos for pos, node in enumerate(graph.nodes)}
         self.roots: dict[int, object] = {}
 
     def fail(self, message: str, rule: str, node: Node | None = None,
@@ -71,7 +72,7 @@ class _Checker:
             raise self.fail(f"the schedule {order} is not an ordering of the {n} nodes",
                             "the schedule runs every node once")
         step = {pos: s for s, pos in enumerate(order)}
-        index = {node: pos for pos, node in enumerate(self.graph.nodes)}
+        index = self.index
         for pos, node in enumerate(self.graph.nodes):
             for v in node.inputs:
                 if v in index and step[index[v]] > step[pos]:
@@ -127,12 +128,10 @@ class _Checker:
         (and not also through a view)."""
         nodes, offs = self.graph.nodes, self.plan.offsets
         kernel = kernel_of(nodes[b])
-        index = {id(n): pos for pos, n in enumerate(nodes)}
-        viewed = {self.roots[index[id(v)]] for v in kernel.inputs
-                  if index.get(id(v)) in self.roots}
         return (offs[a] == offs[b] and nodes[a].type.nbytes == nodes[b].type.nbytes
                 and ranges[a][1] == ranges[b][0] and nodes[a] in kernel.inputs
-                and reads_elementwise(nodes[b], nodes[a]) and a not in viewed)
+                and reads_elementwise(nodes[b], nodes[a])
+                and a not in roots_read_through_views(kernel, self.index, self.roots))
 
     def views(self) -> None:
         """Every view is an index map, not an output, without an offset, rooted in bytes
@@ -169,7 +168,7 @@ class _Checker:
 
     def inplace(self, order: list[int]) -> None:
         step = {pos: s for s, pos in enumerate(order)}
-        index = {node: pos for pos, node in enumerate(self.graph.nodes)}
+        index = self.index
         seen: dict[str, int] = {}
         for i, name in self.plan.inplace.items():
             if self.graph.aliases.get(i) != name:

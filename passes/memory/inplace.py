@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from dlc.ir.graph import Graph, Input, Node
 from dlc.ir.groups import kernel_of, reads_elementwise
-from dlc.ir.plan import view_roots
+from dlc.ir.plan import roots_read_through_views, view_roots
 from passes.memory.schedule import Edges
 
 
@@ -135,7 +135,7 @@ def reuse_problem(graph: Graph, pos: int, ranges: dict[int, tuple[int, int]],
             f"{kernel.op.name}, {_a(kernel.op.kind.value)} op"
         return None, f"{what}, does not read an input of its own shape elementwise"
     why = []
-    viewed = {roots[index[v]] for v in kernel.inputs if index.get(v) in roots}
+    viewed = roots_read_through_views(kernel, index, roots)
     for v in shaped:
         src = index.get(v)
         if src is None:
