@@ -12,6 +12,7 @@ import pytest
 
 import dlc
 from dlc import nn
+from backends.llvm.executable import PAGE, PLACED_MIN_BYTES
 from backends.llvm.stmtgen import STREAM_MIN_BYTES
 
 F = nn.functional
@@ -40,6 +41,38 @@ def test_a_dropped_output_array_is_reused(rng):
     again = exe(x * 3)
     assert again.__array_interface__["data"][0] == address
     np.testing.assert_array_equal(again, x * 3 + 1)
+
+
+def _at_page_offset(a: np.ndarray, offset: int) -> np.ndarray:
+    """A copy of `a` whose data starts `offset` bytes into a page."""
+    raw = np.empty(a.nbytes + PAGE, np.uint8)
+    start = (offset - raw.__array_interface__["data"][0]) % PAGE
+    out = raw[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    return out
+
+
+@pytest.mark.parametrize("offset", [0, 4, 16, 2044, 4092])
+def test_a_big_output_lies_half_a_page_from_its_input(offset, rng):
+    """A big output starts half a page from its largest input, at the same offset within a
+    cache line (no 4K aliasing of the stores with the next loads, and aligning the stores
+    aligns the loads); every element is still written, whatever the offset."""
+    n = PLACED_MIN_BYTES // 4 + 37
+    x = _at_page_offset(rng.standard_normal(n).astype(np.float32), offset)
+    a = rng.standard_normal(n).astype(np.float32)
+    exe = dlc.compile(lambda x, a: x * a + 1.0, dlc.TensorSpec((n,)), dlc.TensorSpec((n,)),
+                      backend="llvm", threads=2)
+    got = exe(x, a)
+    address = got.__array_interface__["data"][0]
+    assert address % PAGE == (offset + PAGE // 2) % PAGE
+    np.testing.assert_array_equal(got, x * a + np.float32(1.0))
+
+
+def test_a_small_output_stays_on_a_cache_line_boundary(rng):
+    x = _at_page_offset(rng.standard_normal((8, 24)).astype(np.float32), 16)
+    got = dlc.compile(lambda x: x + 1.0, dlc.TensorSpec((8, 24)), backend="llvm")(x)
+    assert got.__array_interface__["data"][0] % 64 == 0
+    np.testing.assert_array_equal(got, x + np.float32(1.0))
 
 
 @pytest.mark.parametrize("which", ["layer_norm", "softmax"])
