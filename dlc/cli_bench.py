@@ -22,8 +22,9 @@ Every implementation is checked against the eager backend before it is timed; a 
 is not installed is skipped with one line saying how to install it (pip install
 'dlc[bench]'). BLAS and OpenMP thread counts are read when a process starts, so with
 --threads the command restarts itself once with OMP_NUM_THREADS, OPENBLAS_NUM_THREADS and
-MKL_NUM_THREADS set. jax (XLA) takes no thread count: it uses every core whatever
---threads says, so compare it at the machine's full thread count.
+MKL_NUM_THREADS set. With --threads below the cores this process may use, it is also
+pinned to that many cores: jax (XLA) takes no thread count, and its threads then share
+those cores like everyone else's.
 
 """ + MODEL_HELP
 
@@ -58,16 +59,31 @@ def _configure(p: argparse.ArgumentParser) -> None:
 
 def _pin_threads(threads: int) -> None:
     """Restart with the thread variables set, when run as the `dlc` program and they
-    differ (inside another program, e.g. a test, the caller sets them)."""
+    differ (inside another program, e.g. a test, the caller sets them); as the program,
+    keep to `threads` cores too (pin_cores)."""
+    as_program = os.path.basename(sys.argv[0]) in ("dlc", "__main__.py")
+    if as_program:
+        pin_cores(threads)
     want = str(threads)
     if all(os.environ.get(v) == want for v in THREAD_VARS):
         return
-    if os.path.basename(sys.argv[0]) in ("dlc", "__main__.py"):
+    if as_program:
         for v in THREAD_VARS:
             os.environ[v] = want
         os.execv(sys.executable, [sys.executable, "-m", "dlc", *sys.argv[1:]])
     print(f"note: {', '.join(THREAD_VARS)} are not {want}; BLAS and OpenMP libraries keep "
           f"the thread counts this process started with", file=sys.stderr)
+
+
+def pin_cores(threads: int) -> list[int]:
+    """Keep this process (and what it starts) to `threads` of the cores it may use, when
+    that is fewer: a library that takes no thread count (XLA) then runs on as many cores
+    as the others. Returns the cores kept."""
+    cores = sorted(os.sched_getaffinity(0))
+    if 0 < threads < len(cores):
+        cores = cores[:threads]
+        os.sched_setaffinity(0, cores)
+    return cores
 
 
 def _workloads(args: argparse.Namespace) -> list[tuple]:

@@ -162,3 +162,21 @@ def test_implementations_are_timed_in_interleaved_rounds(monkeypatch):
     # five rounds, each starting one implementation later; the broken one drops out
     assert runs == ["a", "b", "c", "broken"] + ["b", "c", "a"] + ["c", "a", "b"] + \
         ["a", "b", "c"] + ["a", "b", "c"]
+
+
+def test_threads_below_the_cores_pin_the_process_to_that_many():
+    """--threads N keeps the process to N of its cores, so that a peer which takes no thread
+    count (XLA) runs on N cores too; asking for more cores than there are changes nothing.
+    Run in a child process: the test's own affinity stays as it is."""
+    import os
+    import subprocess
+    import sys
+    code = ("import os; from dlc.cli_bench import pin_cores; before = os.sched_getaffinity(0); "
+            "wide = pin_cores(len(before) + 1); kept = pin_cores(1); "
+            "print(len(before), len(wide), len(kept), len(os.sched_getaffinity(0)), "
+            "set(kept) <= before)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=os.path.dirname(os.path.dirname(__file__))).stdout
+    before, wide, kept, now, subset = out.split()
+    assert int(wide) == int(before)
+    assert (int(kept), int(now), subset) == (1, 1, "True")
