@@ -180,3 +180,33 @@ def test_threads_below_the_cores_pin_the_process_to_that_many():
     before, wide, kept, now, subset = out.split()
     assert int(wide) == int(before)
     assert (int(kept), int(now), subset) == (1, 1, "True")
+
+
+def test_a_bandwidth_bound_floor_is_a_copy_timed_beside_it(monkeypatch):
+    """A workload bound by its bytes takes as its floor a copy of as many bytes, timed in
+    the same rounds as its implementations; one bound by its flops keeps the sgemm rate."""
+    from dlc.bench import runner
+    monkeypatch.setattr(runner, "SETTLE_S", 0.0)
+    copied = []
+
+    def fake_copy(nbytes, threads):
+        copied.append(nbytes)
+        return (lambda: sum(range(2000))), "test"
+
+    monkeypatch.setattr(runner, "copy_call", fake_copy)
+    by_name = {w.name: w for w in SUITE}
+    chain, gemm = by_name["ew_chain"], by_name["gemm"]
+    floors = Floors(copy_gbs=10.0, copy_method="test", sgemm_gflops=1e6, sgemm_n=0)
+    [r] = run_workload(chain, dict(chain.tiny), ["eager"], [], floors, repeat=5, warmup=0,
+                       threads=1)
+    nbytes = chain.bytes(chain.tiny)
+    assert copied == [nbytes]
+    assert r.ok and r.copy_gbs > 0
+    copy_seconds = nbytes / (r.copy_gbs * 1e9)
+    assert r.floor_fraction == pytest.approx(copy_seconds / r.median)
+    flops_bound = Floors(copy_gbs=1e6, copy_method="test", sgemm_gflops=1e-3, sgemm_n=0)
+    [g] = run_workload(gemm, dict(gemm.tiny), ["eager"], [], flops_bound, repeat=2, warmup=0,
+                       threads=1)
+    assert copied == [nbytes] and g.copy_gbs is None
+    assert g.floor_fraction == pytest.approx(flops_bound.seconds(gemm.flops(gemm.tiny), 0.0)
+                                             / g.median)

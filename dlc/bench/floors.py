@@ -4,6 +4,7 @@ flops / sgemm rate): no implementation on this machine can beat it by much."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -20,11 +21,16 @@ class Floors:
     def seconds(self, flops: float, nbytes: float) -> float:
         return max(nbytes / (self.copy_gbs * 1e9), flops / (self.sgemm_gflops * 1e9))
 
+    def bandwidth_bound(self, flops: float, nbytes: float) -> bool:
+        """Whether moving the bytes takes longer than the flops at the sgemm rate."""
+        return nbytes > 0 and nbytes / (self.copy_gbs * 1e9) >= flops / (self.sgemm_gflops * 1e9)
 
-def copy_bandwidth(threads: int, mib: int = 256) -> tuple[float, str]:
-    """GB/s of a large float32 copy. numpy copies on one thread; with more threads, torch's
-    parallel copy is used when it is installed."""
-    n = mib * 2**20 // 4
+
+def copy_call(nbytes: float, threads: int) -> tuple[Callable[[], object], str]:
+    """A call that copies float32 arrays moving `nbytes` in all (read + written), and how
+    it copies: numpy on one thread; with more threads, torch's parallel copy when it is
+    installed."""
+    n = max(int(nbytes) // 8, 1)
     src = np.random.default_rng(0).random(n, dtype=np.float32)
     dst = np.empty_like(src)
     if threads > 1:
@@ -32,12 +38,17 @@ def copy_bandwidth(threads: int, mib: int = 256) -> tuple[float, str]:
             import torch
             torch.set_num_threads(threads)
             ts, td = torch.from_numpy(src), torch.from_numpy(dst)
-            t = measure(lambda: td.copy_(ts), repeat=7, warmup=2).median
-            return 2 * src.nbytes / t / 1e9, f"torch copy_, {threads} threads"
+            return (lambda: td.copy_(ts)), f"torch copy_, {threads} threads"
         except ImportError:
             pass
-    t = measure(lambda: np.copyto(dst, src), repeat=7, warmup=2).median
-    return 2 * src.nbytes / t / 1e9, "numpy copyto, 1 thread"
+    return (lambda: np.copyto(dst, src)), "numpy copyto, 1 thread"
+
+
+def copy_bandwidth(threads: int, mib: int = 256) -> tuple[float, str]:
+    """GB/s (read + written) of a large float32 copy: `mib` MiB in all."""
+    nbytes = mib * 2**20
+    call, method = copy_call(nbytes, threads)
+    return nbytes / measure(call, repeat=7, warmup=2).median / 1e9, method
 
 
 def sgemm_rate(n: int = 2048) -> float:

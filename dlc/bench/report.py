@@ -38,7 +38,20 @@ def table(results: list[Result], floors: Floors | None) -> str:
     if floors:
         lines.append(f"floors: copy {floors.copy_gbs:.1f} GB/s ({floors.copy_method}), "
                      f"sgemm {floors.sgemm_gflops:.1f} GFLOP/s (numpy, n={floors.sgemm_n})")
+        beside = copies_beside(results)
+        if beside:
+            lines.append(f"copy of the same bytes timed beside, the floor of: {beside}")
     return "\n".join(lines)
+
+
+def copies_beside(results: list[Result]) -> str:
+    """'ew_chain 41.0 GB/s, ...': the copy timed in the rounds of each bandwidth-bound
+    workload, whose floor it is."""
+    seen: dict[str, float] = {}
+    for r in results:
+        if r.copy_gbs is not None:
+            seen.setdefault(r.workload, r.copy_gbs)
+    return ", ".join(f"{w} {gbs:.1f} GB/s" for w, gbs in seen.items())
 
 
 def kernel_table(r: Result) -> str:
@@ -66,7 +79,8 @@ def markdown(results: list[Result], floors: Floors | None, machine: dict, comman
              "Median of the samples per call; `vs eager` is dlc's eager median over this "
              "median (higher is faster); `of floor` is the machine floor (compulsory bytes / "
              "copy bandwidth, or flops / BLAS sgemm rate, whichever is larger) over this "
-             "median. Every implementation was checked against dlc eager before timing, "
+             "median; for a workload bound by its bytes, the floor is a copy of as many bytes "
+             "timed in the same rounds as its implementations. Every implementation was checked against dlc eager before timing, "
              "then all were timed in five interleaved rounds (each round takes a fifth of "
              "every implementation's samples, in a rotating order), so that a slow spell of "
              "a shared machine falls on all of them alike.", "",
@@ -86,6 +100,10 @@ def markdown(results: list[Result], floors: Floors | None, machine: dict, comman
         lines += ["", f"Floors measured in the same run: copy {floors.copy_gbs:.1f} GB/s "
                       f"({floors.copy_method}); sgemm {floors.sgemm_gflops:.1f} GFLOP/s "
                       f"(numpy, n={floors.sgemm_n})."]
+        beside = copies_beside(results)
+        if beside:
+            lines += ["", f"Copies of the same bytes timed beside the workloads they are the "
+                          f"floor of: {beside}."]
     return "\n".join(lines) + "\n"
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 import dlc
 from dlc.bench import peers as peer_mod
-from dlc.bench.floors import Floors
+from dlc.bench.floors import Floors, copy_call
 from dlc.bench.timing import Samples, calls_per_sample, measure
 from dlc.bench.workload import Workload
 from dlc.ir.graph import Graph
@@ -36,6 +36,9 @@ class Result:
     max_rel_err: float | None = None
     speedup: float | None = None          # eager median / this median
     floor_fraction: float | None = None   # floor seconds / this median
+    # GB/s of a copy of the workload's bytes timed in the same rounds (bandwidth-bound
+    # workloads): the floor then moves with the machine's bandwidth of the moment
+    copy_gbs: float | None = None
     error: str | None = None
     skipped: str | None = None            # why this pair was not run (no such version)
     kernels: list = field(default_factory=list)
@@ -117,6 +120,12 @@ def run_workload(wl: Workload, size: dict, backends: list[str], peers: list[str]
     floor = floors.seconds(wl.flops(size), wl.bytes(size)) if floors else None
     reference = None
     timed: list[tuple[Result, Callable[[], object]]] = []
+    copy = None
+    if floors and floors.bandwidth_bound(wl.flops(size), wl.bytes(size)):
+        # the copy is timed in the same rounds as the implementations: the machine's
+        # bandwidth drifts by tens of percent within minutes (measured: 31 to 52 GB/s)
+        copy = Result(wl.name, "floor:copy")
+        timed.append((copy, copy_call(wl.bytes(size), threads)[0]))
     order = ["eager"] + [b for b in backends if b != "eager"]
     eager = None
     for backend in order:
@@ -170,7 +179,12 @@ def run_workload(wl: Workload, size: dict, backends: list[str], peers: list[str]
     progress(f"{wl.name}: timing {len(timed)} implementations in turn")
     _time_rounds(timed, repeat, warmup)
     eager_median = eager.median if eager is not None and eager.ok else None
+    copy_gbs = None
+    if copy is not None and copy.ok and copy.median:
+        floor = max(copy.median, floors.seconds(wl.flops(size), 0.0))
+        copy_gbs = wl.bytes(size) / copy.median / 1e9
     for r in results:
+        r.copy_gbs = copy_gbs
         if r.ok and r.median:
             if eager_median:
                 r.speedup = eager_median / r.median
