@@ -101,8 +101,8 @@ def test_a_wrong_peer_is_reported_not_timed():
 def test_cli_suite_json_and_kernels(tmp_path, capsys):
     out = tmp_path / "bench.json"
     rc = main(["bench", "--suite", "standard", "--tiny", "--workloads", "softmax,gemm",
-               "--peers", "numpy", "--repeat", "2", "--threads", "1", "--kernels", "--markdown", str(tmp_path / "b.md"),
-               "--json", str(out)])
+               "--peers", "numpy", "--repeat", "2", "--threads", "1", "--kernels",
+               "--markdown", str(tmp_path / "b.md"), "--json", str(out)])
     text = capsys.readouterr().out
     assert rc == 0, text
     assert "softmax" in text and "peer:numpy" in text and "kernels of gemm" in text

@@ -80,10 +80,11 @@ def markdown(results: list[Result], floors: Floors | None, machine: dict, comman
              "median (higher is faster); `of floor` is the machine floor (compulsory bytes / "
              "copy bandwidth, or flops / BLAS sgemm rate, whichever is larger) over this "
              "median; for a workload bound by its bytes, the floor is a copy of as many bytes "
-             "timed in the same rounds as its implementations. Every implementation was checked against dlc eager before timing, "
-             "then all were timed in five interleaved rounds (each round takes a fifth of "
-             "every implementation's samples, in a rotating order), so that a slow spell of "
-             "a shared machine falls on all of them alike.", "",
+             "timed in the same rounds as its implementations. Every implementation was "
+             "checked against dlc eager before timing, then all were timed in five "
+             "interleaved rounds (each round takes a fifth of every implementation's samples, "
+             "in a rotating order), so that a slow spell of a shared machine falls on all of "
+             "them alike.", "",
              "| workload | impl | median ms | min ms | max ms | vs eager | of floor | "
              "max rel err |", "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in results:

@@ -69,8 +69,9 @@ def build_graph(wl: Workload, size: dict) -> tuple[object, Graph]:
 
 
 def compare(got: list, want: list, rtol: float, atol: float) -> tuple[float, float]:
-    """Max abs error and max error relative to the largest reference value; raises if shapes differ, a value is NaN where the
-    reference is not, or the error is beyond rtol/atol."""
+    """Max abs error and max error relative to the largest reference value; raises if
+    shapes differ, a value is NaN where the reference is not, or the error is beyond
+    rtol/atol."""
     abs_err = rel_err = 0.0
     if len(got) != len(want):
         raise AssertionError(f"{len(got)} outputs, the reference has {len(want)}")
@@ -123,7 +124,7 @@ def run_workload(wl: Workload, size: dict, backends: list[str], peers: list[str]
     copy = None
     if floors and floors.bandwidth_bound(wl.flops(size), wl.bytes(size)):
         # the copy is timed in the same rounds as the implementations: the machine's
-        # bandwidth drifts by tens of percent within minutes (measured: 31 to 52 GB/s)
+        # bandwidth drifts by tens of percent within minutes (measured: 17 to 52 GB/s)
         copy = Result(wl.name, "floor:copy")
         timed.append((copy, copy_call(wl.bytes(size), threads)[0]))
     order = ["eager"] + [b for b in backends if b != "eager"]
