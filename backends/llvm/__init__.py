@@ -26,8 +26,9 @@ def _key(graph: Graph, threads: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def lower_program(graph: Graph, threads: int):
-    """The Program of a graph: decomposed and lowered to kernels (no machine code yet)."""
+def lower_program(graph: Graph, threads: int, prepack: bool = True):
+    """The Program of a graph: decomposed and lowered to kernels (no machine code yet).
+    `prepack=False` for code whose caller does not zero the arena (AOT bundles)."""
     from backends.llvm.lower import lower_graph
     from passes.decompose import decompose, has_decomposition
     flat = decompose(graph)
@@ -35,7 +36,7 @@ def lower_program(graph: Graph, threads: int):
     # made for, so a graph that decomposition changed gets the backend's own plan
     plan = graph.meta.get("memory_plan") if not any(
         has_decomposition(n) for n in graph.nodes) else None
-    return lower_graph(flat, threads, plan)
+    return lower_graph(flat, threads, plan, prepack)
 
 
 def lower_and_compile(graph: Graph, threads: int):

@@ -83,7 +83,8 @@ def write_bundle(graph: Graph, directory: str | os.PathLike, *, name: str | None
     threads = _threads(threads)
     target = resolve_target(target_cpu)
     weights = _weights(graph, params or {})
-    program = lower_program(graph, threads)
+    # the C caller's arena is scratch, not zeroed: weights are packed on every call
+    program = lower_program(graph, threads, prepack=False)
     layout = layout_of(graph, program, name)
     with nullcontext() if target == host_target() else for_other_cpu():
         module = build_module(program.spec)

@@ -91,6 +91,16 @@ class LLVMExecutable(Executable):
                           ctypes.addressof(self._params), _address(self.arena),
                           _address(self._err))
         self._out_override: list | None = None
+        # weights that GEMMs keep packed in the arena between calls (Program.prepack_bytes):
+        # read-only, so that a change is a new array, which clears the packed copies
+        start, stop = program.prepack_bytes
+        self._packed_region = self.arena[start:stop]
+        self._packed_slots = {k for k, pos in enumerate(self._param_positions)
+                              if graph.inputs[pos].name in program.prepacked_params}
+        self._own_weights: dict[int, np.ndarray] = {}
+        for k in self._packed_slots:
+            a = self._own_weights[k] = self.state[graph.inputs[self._param_positions[k]].name]
+            a.flags.writeable = False
         # alias outputs not updated in place are written into a spare array, which then
         # becomes the state; the array it replaces is the next call's spare (no copies,
         # no allocation per step)
@@ -145,7 +155,10 @@ class LLVMExecutable(Executable):
                 keep.append(a)
             self._inputs[k] = self._slot(self._seen_in, k, a)
         for k, pos in enumerate(self._param_positions):
-            self._params[k] = self._slot(self._seen_param, k, inputs[pos])
+            a = inputs[pos]
+            if k in self._packed_slots and self._seen_param[k][0] is not a:
+                a = self._new_packed_weight(k, a)
+            self._params[k] = self._slot(self._seen_param, k, a)
         results: list = [None] * len(self._out_types)
         override = self._out_override or {}
         for j, updated in self._computed:
@@ -180,6 +193,18 @@ class LLVMExecutable(Executable):
             if j not in override:
                 self._returned[j] = results[j]
         return results
+
+    def _new_packed_weight(self, k: int, a: np.ndarray) -> np.ndarray:
+        """A weight that GEMMs keep packed is a different array than at the last call (the
+        first call, load_state_dict, or an assignment to exe.state): the packed copies are
+        cleared, so that this call packs them again, and the state keeps a read-only array
+        of its own (edits to the caller's array cannot then go unseen)."""
+        self._packed_region[:] = 0
+        if a is not self._own_weights[k]:
+            a = np.array(a, order="C", copy=True)
+            a.flags.writeable = False
+            self._own_weights[k] = self.state[self.graph.inputs[self._param_positions[k]].name] = a
+        return a
 
     def _largest_input(self, inputs: list[np.ndarray]) -> int | None:
         """The address of the largest user input, the first of equals (the stream an output

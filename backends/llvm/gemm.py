@@ -113,15 +113,19 @@ def plan(g: Gemm, threads: int) -> dict:
                 a_bytes=mc * k * size, b_bytes=nc * k * size)
 
 
-def gemm_kernel(g: Gemm, threads: int, scratch: Buffer) -> Kernel:
-    """A kernel running the GEMM; its parallel range is the work items."""
-    p = dict(plan(g, threads), a_run=a_run(g))
+def gemm_kernel(g: Gemm, threads: int, scratch: Buffer,
+                prepacked: Buffer | None = None) -> Kernel:
+    """A kernel running the GEMM; its parallel range is the work items. `prepacked`: a
+    region of prepacked_bytes(g, plan) that keeps B packed from call to call (B reads only
+    weights that no call changes; the region reads zero until B is packed)."""
+    p = dict(plan(g, threads), a_run=a_run(g), prepacked=prepacked is not None)
     g.plan = p
     k = Kernel(g.name, [], g.origin)
     k.extra.update(emit=lambda m, ev, err, lo, hi, tid, exit_block:
-                   _emit(g, p, scratch, m, ev, lo, hi, tid),
+                   _emit(g, p, scratch, m, ev, lo, hi, tid, prepacked),
                    parallel_extent=p["items"], grain=1,
-                   buffers=_buffers(g) + [scratch], parallel=p["items"] > 1,
+                   buffers=_buffers(g) + [scratch] + ([prepacked] if prepacked else []),
+                   parallel=p["items"] > 1,
                    # what the generated code depends on, for sharing identical kernels
                    identity=([Let(g.ivar, Var(g.ivar)), Let(g.jvar, Var(g.jvar)),
                               Let(g.kvar, Var(g.kvar))] +
@@ -145,8 +149,27 @@ def _buffers(g: Gemm) -> list[Buffer]:
     return found
 
 
+def may_prepack(p: dict) -> bool:
+    """Whether a plan's B blocks can be kept packed between calls: one batch, and each
+    column block packed by exactly one work item (no two threads write one block)."""
+    return p["batches"] == 1 and p["groups"] == 1
+
+
+def _flag_bytes(p: dict) -> int:
+    """The prepacked region starts with an int32 flag per column block (1: packed),
+    padded to whole cache lines."""
+    return _cdiv(p["col_blocks"] * 4, VECTOR_BYTES) * VECTOR_BYTES
+
+
+def prepacked_bytes(g: Gemm, p: dict) -> int:
+    """The size of the region that keeps every column block of B packed: the flags, then
+    the blocks NC columns (a whole number of panels) apart."""
+    return _flag_bytes(p) + p["col_blocks"] * p["nc"] * g.K * ITEMSIZE[g.dtype]
+
+
 # -- code --------------------------------------------------------------------------------------
-def _emit(g: Gemm, p: dict, scratch: Buffer, m: IR, ev, lo, hi, tid) -> None:
+def _emit(g: Gemm, p: dict, scratch: Buffer, m: IR, ev, lo, hi, tid,
+          prepacked: Buffer | None = None) -> None:
     b = m.b
     t = SCALAR[g.dtype]
     mine = b.gep(ev.ptrs[scratch], [b.mul(tid, I64(p["a_bytes"] + p["b_bytes"]))],
@@ -164,7 +187,11 @@ def _emit(g: Gemm, p: dict, scratch: Buffer, m: IR, ev, lo, hi, tid) -> None:
         _bind_batch(g, b, ev, batch)
         jc = b.mul(jn, I64(p["nc"]))
         nc = _min(b, I64(p["nc"]), b.sub(I64(g.N), jc))
-        _pack_b(g, p, m, ev, b_pack, jc, nc)
+        if prepacked is None:
+            _pack_b(g, p, m, ev, b_pack, jc, nc)
+            packed = b_pack
+        else:
+            packed = _prepacked_block(g, p, m, ev, prepacked, jn, jc, nc)
         ic_lo = b.mul(grp, I64(p["per_group"]))
         ic_hi = _min(b, b.add(ic_lo, I64(p["per_group"])), I64(g.M))
         run = p["a_run"]
@@ -173,7 +200,7 @@ def _emit(g: Gemm, p: dict, scratch: Buffer, m: IR, ev, lo, hi, tid) -> None:
             if not run:
                 _pack_a(g, p, m, ev, a_pack, ic, mc)
             with m.loop(I64(0), nc, p["nr"], name="jr") as jr:
-                bp = b.gep(b_pack, [b.mul(b.sdiv(jr, I64(p["nr"])), I64(g.K * p["nr"]))],
+                bp = b.gep(packed, [b.mul(b.sdiv(jr, I64(p["nr"])), I64(g.K * p["nr"]))],
                            source_etype=t)
                 with m.loop(I64(0), mc, p["mr"], name="ir") as ir_:
                     i0 = b.add(ic, ir_)
@@ -181,6 +208,24 @@ def _emit(g: Gemm, p: dict, scratch: Buffer, m: IR, ev, lo, hi, tid) -> None:
                                _packed_rows(g, p, m, a_pack, ir_))
                     _micro(g, p, m, ev, rows_at, run or g.K, bp, i0, b.add(jc, jr), tile)
         ev.pop()
+
+
+def _prepacked_block(g: Gemm, p: dict, m: IR, ev, region: Buffer, jn, jc, nc):
+    """The pointer to column block jn of B in the prepacked region, packing it first when
+    its flag is still zero (the first call, or the first after its weights changed). The
+    flag is set with release order after the packing stores and read with acquire order."""
+    b = m.b
+    base = ev.ptrs[region]
+    flag = b.gep(base, [jn], source_etype=ir.IntType(32))
+    block = b.gep(base, [b.add(I64(_flag_bytes(p)),
+                               b.mul(jn, I64(p["nc"] * g.K * ITEMSIZE[g.dtype])))],
+                  source_etype=ir.IntType(8))
+    done = b.load_atomic(flag, "acquire", 4, typ=ir.IntType(32))
+    with m.if_then(b.icmp_signed("==", done, ir.Constant(ir.IntType(32), 0)), likely=False):
+        _pack_b(g, p, m, ev, block, jc, nc)
+        # a release exchange: llvmlite's atomic store needs typed pointers
+        b.atomic_rmw("xchg", flag, ir.Constant(ir.IntType(32), 1), "release")
+    return block
 
 
 def a_run(g: Gemm) -> int:

@@ -60,13 +60,24 @@ class Program:
     kernel_nodes: list = field(default_factory=list)  # kernel index -> Node (errors)
     # position in graph.nodes -> the buffer of a materialized top-level value
     node_buffers: dict = field(default_factory=dict)
+    # weights packed once for the GEMMs that read them (prepacked_b): the arena's bytes
+    # [start, stop) that must read zero again whenever one of these params changes
+    prepack_bytes: tuple = (0, 0)
+    prepacked_params: list = field(default_factory=list)
 
 
 class Lowering:
     """State of lowering one graph: buffers, views, kernels, placements."""
 
-    def __init__(self, graph: Graph, threads: int, plan: MemoryPlan | None):
+    def __init__(self, graph: Graph, threads: int, plan: MemoryPlan | None,
+                 prepack: bool = True):
         self.graph, self.threads, self.plan = graph, threads, plan
+        # weights are packed once per Executable only where no step of the graph updates
+        # them (inference) and the caller zeroes the arena first (the JIT; not a bundle)
+        self.prepack = prepack and not graph.aliases
+        self.prepacked: list = []       # (Buffer, bytes) regions after the thread scratch
+        self.prepacked_params: set = set()
+        self.param_of: dict = {}        # Buffer -> the param/state/const input's name
         self.kernels: list[Kernel] = []
         self.kernel_nodes: list = []
         self.placements: dict = {}
@@ -104,6 +115,17 @@ class Lowering:
         global of the module, so AOT bundles carry it too."""
         buf = self.buffer(name, data.dtype.name, data.shape)
         self.placements[buf] = Placement("const", len(self.placements), data)
+        return buf
+
+    def prepacked_b(self, name: str, nbytes: int, reads: list) -> Buffer | None:
+        """A region of the arena that keeps a GEMM's packed B from call to call, when B
+        reads only params (`reads`: the buffers it loads) and prepacking is on; else None.
+        The region starts zeroed and is zeroed again when one of those params changes."""
+        if not self.prepack or not reads or any(b not in self.param_of for b in reads):
+            return None
+        buf = self.buffer(name, "bool", (nbytes,))
+        self.prepacked.append((buf, nbytes))
+        self.prepacked_params.update(self.param_of[b] for b in reads)
         return buf
 
     def need_thread_scratch(self, nbytes: int) -> Buffer:
@@ -170,16 +192,20 @@ def check_dtypes(graph: Graph) -> None:
                            f"({where}); supported: {', '.join(SUPPORTED_DTYPES)}")
 
 
-def lower_graph(graph: Graph, threads: int, plan: MemoryPlan | None) -> Program:
-    """Lower a decomposed graph; `plan` (when given) was made for exactly this graph."""
+def lower_graph(graph: Graph, threads: int, plan: MemoryPlan | None,
+                prepack: bool = True) -> Program:
+    """Lower a decomposed graph; `plan` (when given) was made for exactly this graph.
+    `prepack`: GEMMs may keep weights packed in the arena between calls (the caller zeroes
+    Program.prepack_bytes first and whenever those params change)."""
     check_dtypes(graph)
-    lw = Lowering(graph, threads, plan)
+    lw = Lowering(graph, threads, plan, prepack)
     inputs = [v for v in graph.inputs if v.role == "input"]
     params = [v for v in graph.inputs if v.role != "input"]
     for k, v in enumerate(inputs):
         _bind_input(lw, v, Placement("input", k))
     for k, v in enumerate(params):
         _bind_input(lw, v, Placement("param", k))
+        lw.param_of[lw.buffers[v]] = v.name
     outputs = _output_slots(graph)
     inplace = _inplace_outputs(graph, plan)
     order = plan.schedule if plan is not None and plan.schedule else range(len(graph.nodes))
@@ -369,6 +395,10 @@ def _program(lw: Lowering, graph: Graph, inputs, params, outputs, inplace,
     thread_base = aligned(scratch_base + lw.scratch_peak)
     lw.placements[THREAD_SCRATCH] = Placement("arena", thread_base)
     total = thread_base + lw.thread_scratch * lw.threads
+    prepack_start = total = aligned(total)
+    for buf, nbytes in lw.prepacked:
+        lw.placements[buf] = Placement("arena", total)
+        total += aligned(nbytes)
     sources = {}
     first: dict = {}
     for j, v in enumerate(graph.outputs):
@@ -385,7 +415,8 @@ def _program(lw: Lowering, graph: Graph, inputs, params, outputs, inplace,
     spec = ProgramSpec(graph.name, lw.kernels, lw.placements, lw.threads, loss_checks,
                        thread_base, lw.thread_scratch)
     return Program(spec, total, len(inputs), len(params), [p.name for p in params], sources,
-                   inplace, lw.kernel_nodes, lw.node_buffers)
+                   inplace, lw.kernel_nodes, lw.node_buffers, (prepack_start, total),
+                   sorted(lw.prepacked_params))
 
 
 def _mark_noalias(lw: Lowering) -> None:
