@@ -95,12 +95,12 @@ class LLVMExecutable(Executable):
         # read-only, so that a change is a new array, which clears the packed copies
         start, stop = program.prepack_bytes
         self._packed_region = self.arena[start:stop]
-        self._packed_slots = {k for k, pos in enumerate(self._param_positions)
-                              if graph.inputs[pos].name in program.prepacked_params}
+        # param slot -> the read-only array of its own this Executable packs from
         self._own_weights: dict[int, np.ndarray] = {}
-        for k in self._packed_slots:
-            a = self._own_weights[k] = self.state[graph.inputs[self._param_positions[k]].name]
-            a.flags.writeable = False
+        for k, pos in enumerate(self._param_positions):
+            if graph.inputs[pos].name in program.prepacked_params:
+                a = self._own_weights[k] = self.state[graph.inputs[pos].name]
+                a.flags.writeable = False
         # alias outputs not updated in place are written into a spare array, which then
         # becomes the state; the array it replaces is the next call's spare (no copies,
         # no allocation per step)
@@ -156,7 +156,7 @@ class LLVMExecutable(Executable):
             self._inputs[k] = self._slot(self._seen_in, k, a)
         for k, pos in enumerate(self._param_positions):
             a = inputs[pos]
-            if k in self._packed_slots and self._seen_param[k][0] is not a:
+            if k in self._own_weights and self._seen_param[k][0] is not a:
                 a = self._new_packed_weight(k, a)
             self._params[k] = self._slot(self._seen_param, k, a)
         results: list = [None] * len(self._out_types)

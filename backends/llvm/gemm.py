@@ -113,12 +113,13 @@ def plan(g: Gemm, threads: int) -> dict:
                 a_bytes=mc * k * size, b_bytes=nc * k * size)
 
 
-def gemm_kernel(g: Gemm, threads: int, scratch: Buffer,
+def gemm_kernel(g: Gemm, blocking: dict, scratch: Buffer,
                 prepacked: Buffer | None = None) -> Kernel:
-    """A kernel running the GEMM; its parallel range is the work items. `prepacked`: a
-    region of prepacked_bytes(g, plan) that keeps B packed from call to call (B reads only
-    weights that no call changes; the region reads zero until B is packed)."""
-    p = dict(plan(g, threads), a_run=a_run(g), prepacked=prepacked is not None)
+    """A kernel running the GEMM with `blocking` = plan(g, threads); its parallel range is
+    the work items. `prepacked`: a region of prepacked_bytes(g, blocking) that keeps B
+    packed from call to call (B reads only weights that no call changes; the region reads
+    zero until B is packed)."""
+    p = dict(blocking, a_run=a_run(g), prepacked=prepacked is not None)
     g.plan = p
     k = Kernel(g.name, [], g.origin)
     k.extra.update(emit=lambda m, ev, err, lo, hi, tid, exit_block:
@@ -161,10 +162,15 @@ def _flag_bytes(p: dict) -> int:
     return _cdiv(p["col_blocks"] * 4, VECTOR_BYTES) * VECTOR_BYTES
 
 
+def _block_bytes(g: Gemm, p: dict) -> int:
+    """The bytes of one packed column block of B: NC columns, a whole number of panels."""
+    return p["nc"] * g.K * ITEMSIZE[g.dtype]
+
+
 def prepacked_bytes(g: Gemm, p: dict) -> int:
     """The size of the region that keeps every column block of B packed: the flags, then
-    the blocks NC columns (a whole number of panels) apart."""
-    return _flag_bytes(p) + p["col_blocks"] * p["nc"] * g.K * ITEMSIZE[g.dtype]
+    the blocks."""
+    return _flag_bytes(p) + p["col_blocks"] * _block_bytes(g, p)
 
 
 # -- code --------------------------------------------------------------------------------------
@@ -217,8 +223,7 @@ def _prepacked_block(g: Gemm, p: dict, m: IR, ev, region: Buffer, jn, jc, nc):
     b = m.b
     base = ev.ptrs[region]
     flag = b.gep(base, [jn], source_etype=ir.IntType(32))
-    block = b.gep(base, [b.add(I64(_flag_bytes(p)),
-                               b.mul(jn, I64(p["nc"] * g.K * ITEMSIZE[g.dtype])))],
+    block = b.gep(base, [b.add(I64(_flag_bytes(p)), b.mul(jn, I64(_block_bytes(g, p))))],
                   source_etype=ir.IntType(8))
     done = b.load_atomic(flag, "acquire", 4, typ=ir.IntType(32))
     with m.if_then(b.icmp_signed("==", done, ir.Constant(ir.IntType(32), 0)), likely=False):

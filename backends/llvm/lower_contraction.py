@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from dlc.ir.graph import Node
-from backends.llvm.gemm import ACC, Gemm, gemm_kernel
+from backends.llvm.gemm import ACC, Gemm, gemm_kernel, may_prepack, plan, prepacked_bytes
 from backends.llvm.loops import (INDEX, Buffer, Const, Expr, Let, Load, Reduce, Ref, Var,
                                  flat_index, fresh, iadd, ifloordiv, imod, imul, isub, loads,
                                  unflatten)
@@ -69,7 +69,6 @@ def lower_matmul(lw: Lowering, node: Node, views: list, out, epilogue: Epilogue 
 
 
 def _emit_gemm(lw: Lowering, g: Gemm) -> None:
-    from backends.llvm.gemm import may_prepack, plan, prepacked_bytes
     p = plan(g, lw.threads)
     scratch = lw.need_thread_scratch(p["a_bytes"] + p["b_bytes"])
     prepacked = None
@@ -77,7 +76,7 @@ def _emit_gemm(lw: Lowering, g: Gemm) -> None:
         # B read only from weights (a Linear layer's W^T): packed once, not per call
         prepacked = lw.prepacked_b(f"{g.name}.packed_b", prepacked_bytes(g, p),
                                    [e.buf for e in loads([Let("b", g.b)])])
-    lw.emit(gemm_kernel(g, lw.threads, scratch, prepacked))
+    lw.emit(gemm_kernel(g, p, scratch, prepacked))
 
 
 def _operand_batch(v: View, bidx: list) -> list:
